@@ -1,0 +1,195 @@
+"""The factorized model: one set of parts, four denoisers with one call contract.
+
+Parts (EVE section 3.1): the frozen T2I backbone (a 2D UNet), the edit adapter (ControlNet), the
+video adapter (the backbone's weights plus temporal layers, in a ``UNetMotionModel``, with a
+first-frame branch) and, once added, the alignment LoRA on the motion model's spatial attention.
+The motion model holds a copy of the backbone's spatial weights; the LoRA lives only there, and
+the teachers run it with the LoRA disabled, so they see exactly the frozen backbone.
+
+Every denoiser is called as ``denoiser(x, t, cond) -> model output`` with ``x`` noisy latents
+``(B, C, F, H, W)``, ``t`` integer timesteps ``(B,)`` and a :class:`Conditioning`:
+
+- ``EditTeacher``: backbone + edit adapter, frames as a batch (psi = [theta, theta_edit]);
+- ``VideoTeacher``: backbone + video adapter, first-frame conditioned (rho = [theta, theta_video]);
+- ``PlugAndPlay``: both adapters, no LoRA (eta);
+- ``Student``: both adapters + LoRA (phi = [theta, theta_edit, theta_video, theta_align]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ..diffusion.schedule import NoiseSchedule
+from .codec import check_video
+from .edit_adapter import EditAdapter
+from .lora import add_alignment_lora, lora_disabled, lora_layers, lora_parameters
+from .video_adapter import FirstFrameBranch, FirstFrameHook
+
+
+@dataclass
+class Conditioning:
+    """What the denoisers are conditioned on; batch-first, one entry per video.
+
+    caption: (B, L, D) the backbone's prompt (EVE: the output caption).
+    instruction: (B, L, D) the edit adapter's prompt (the instruction).
+    source: (B, C', F, H', W') the input frames in the edit adapter's condition space.
+    task: (B,) integer task labels for the edit adapter.
+    first_frame: (B, C, h, w) clean latent of the (edited) first frame for the video adapter.
+    """
+
+    caption: torch.Tensor
+    instruction: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+    task: torch.Tensor | None = None
+    first_frame: torch.Tensor | None = None
+
+    def replace(self, **changes) -> "Conditioning":
+        return replace(self, **changes)
+
+    @staticmethod
+    def cat(items: list["Conditioning"]) -> "Conditioning":
+        """Concatenate along the batch (to run guidance branches in one call)."""
+        out = {}
+        for f in fields(Conditioning):
+            values = [getattr(c, f.name) for c in items]
+            if any(v is None for v in values):
+                if not all(v is None for v in values):
+                    raise ValueError(f"cannot concatenate conditionings: {f.name} is set in only some")
+                out[f.name] = None
+            else:
+                out[f.name] = torch.cat(values)
+        return Conditioning(**out)
+
+
+def _per_frame(x: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """(B, ...) -> (B*F, ...), batch-major, matching ``(b f)`` folding."""
+    return None if x is None else x.repeat_interleave(frames, dim=0)
+
+
+class EVEModel(nn.Module):
+    """Holds the frozen parts and builds the four denoisers."""
+
+    def __init__(self, vae, text_encoder, unet, edit_adapter: EditAdapter, motion_unet,
+                 first_frame: FirstFrameBranch, schedule: NoiseSchedule, spec):
+        super().__init__()
+        self.vae, self.text_encoder, self.unet = vae, text_encoder, unet
+        self.edit_adapter, self.motion_unet, self.first_frame = edit_adapter, motion_unet, first_frame
+        self.schedule, self.spec = schedule, spec
+        self.requires_grad_(False)
+        self.first_frame_hook = FirstFrameHook(motion_unet, first_frame)
+
+    # ---- LoRA -------------------------------------------------------------------------------
+    def add_alignment_lora(self, rank: int | None = None) -> list[nn.Parameter]:
+        """Inject the alignment LoRA; returns its parameters, the only trainable ones."""
+        if not lora_layers(self.motion_unet):
+            add_alignment_lora(self.motion_unet, rank or self.spec.lora_rank)
+        params = lora_parameters(self.motion_unet)
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    @property
+    def has_lora(self) -> bool:
+        return bool(lora_layers(self.motion_unet))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ---- shared pieces ----------------------------------------------------------------------
+    def edit_residuals(self, flat: torch.Tensor, t_flat: torch.Tensor, cond: Conditioning, frames: int):
+        """ControlNet residuals for frames folded into the batch: flat is (B*F, C, h, w)."""
+        if cond.source is None or cond.instruction is None:
+            raise ValueError("the edit adapter needs `source` (input frames) and `instruction`")
+        check_video(cond.source, "conditioning source")
+        if cond.source.shape[2] != frames:
+            raise ValueError(
+                f"the input clip has {cond.source.shape[2]} frames but the latents have {frames}"
+            )
+        source = rearrange(cond.source, "b c f h w -> (b f) c h w")
+        return self.edit_adapter(
+            flat, t_flat, _per_frame(cond.instruction, frames), source.to(flat.dtype),
+            _per_frame(cond.task, frames),
+        )
+
+    def motion_forward(self, x, t, cond: Conditioning, residuals=None) -> torch.Tensor:
+        """The motion model on (B, C, F, h, w) with optional ControlNet residuals."""
+        frames = x.shape[2]
+        down, mid = residuals if residuals is not None else (None, None)
+        with self.first_frame_hook.condition(cond.first_frame, frames):
+            return self.motion_unet(
+                x, t, _per_frame(cond.caption, frames),
+                down_block_additional_residuals=down, mid_block_additional_residual=mid,
+            ).sample
+
+    def denoiser(self, name: str) -> "Denoiser":
+        kinds = {"edit": EditTeacher, "video": VideoTeacher, "pnp": PlugAndPlay, "student": Student}
+        if name not in kinds:
+            raise ValueError(f"unknown denoiser {name!r}; choose from {sorted(kinds)}")
+        return kinds[name](self)
+
+
+class Denoiser:
+    """``denoiser(x (B,C,F,h,w), t (B,), cond) -> model output (B,C,F,h,w)``."""
+
+    def __init__(self, model: EVEModel):
+        self.model = model
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        b, _, _, _, _ = check_video(x, "noisy latents")
+        t = torch.as_tensor(t, device=x.device).long().reshape(-1).expand(b)
+        if cond.caption.shape[0] != b:
+            raise ValueError(f"conditioning has batch {cond.caption.shape[0]}, latents have {b}")
+        return self.forward(x, t, cond)
+
+    def forward(self, x, t, cond):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class EditTeacher(Denoiser):
+    """Backbone + edit adapter; each frame edited independently (frames as a batch)."""
+
+    def forward(self, x, t, cond):
+        m, frames = self.model, x.shape[2]
+        flat = rearrange(x, "b c f h w -> (b f) c h w")
+        t_flat = _per_frame(t, frames)
+        down, mid = m.edit_residuals(flat, t_flat, cond, frames)
+        out = m.unet(
+            flat, t_flat, _per_frame(cond.caption, frames),
+            down_block_additional_residuals=down, mid_block_additional_residual=mid,
+        ).sample
+        return rearrange(out, "(b f) c h w -> b c f h w", f=frames)
+
+
+class VideoTeacher(Denoiser):
+    """Backbone + temporal layers, conditioned on the caption and the first frame; no LoRA."""
+
+    def forward(self, x, t, cond):
+        with lora_disabled(self.model.motion_unet):
+            return self.model.motion_forward(x, t, cond)
+
+
+class _BothAdapters(Denoiser):
+    def _run(self, x, t, cond):
+        m, frames = self.model, x.shape[2]
+        flat = rearrange(x, "b c f h w -> (b f) c h w")
+        residuals = m.edit_residuals(flat, _per_frame(t, frames), cond, frames)
+        return m.motion_forward(x, t, cond, residuals)
+
+
+class PlugAndPlay(_BothAdapters):
+    """Both adapters on the backbone, unaligned (EVE's "w/o alignment" reference)."""
+
+    def forward(self, x, t, cond):
+        with lora_disabled(self.model.motion_unet):
+            return self._run(x, t, cond)
+
+
+class Student(_BothAdapters):
+    """Both adapters plus the alignment LoRA (equals plug-and-play while LoRA B is zero)."""
+
+    def forward(self, x, t, cond):
+        return self._run(x, t, cond)

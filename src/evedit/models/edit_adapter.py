@@ -1,0 +1,89 @@
+"""The image-editing adapter: a ControlNet over the frozen backbone (EVE section 3.1).
+
+It receives the input frame as its condition, the instruction through its own cross-attention, and
+a learned task-label embedding (Emu Edit's task conditioning), added to its timestep embedding
+through diffusers' ``num_class_embeds``. Frames of a video are processed as a batch
+(EVE footnote 1).
+
+Where the input frame enters (``cond_space``):
+- ``"latent"`` (ShapeWorld): the codec latent of the frame, at latent resolution, so the
+  condition embedding is a single conv block;
+- ``"pixel"`` (ControlNet v1.1 ip2p and other SD ControlNets): the RGB frame in [0, 1] at image
+  resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+from torch import nn
+
+COND_SPACES = ("latent", "pixel")
+
+
+def controlnet_from_unet(
+    unet: UNet2DConditionModel, num_tasks: int, *, conditioning_channels: int = 4,
+    conditioning_embedding_out_channels: tuple[int, ...] = (16,),
+) -> ControlNetModel:
+    """A ControlNet initialised from the backbone's down and mid blocks, plus a task embedding.
+
+    ``ControlNetModel.from_unet`` copies the encoder; the task embedding (``num_class_embeds``) is
+    new and zero-initialised, so before training the task label changes nothing, and the
+    ControlNet's zero convolutions make its residuals exactly zero.
+    """
+    base = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=conditioning_embedding_out_channels,
+        conditioning_channels=conditioning_channels,
+    )
+    if num_tasks <= 0:
+        return base
+    config = dict(base.config)
+    config["num_class_embeds"] = num_tasks
+    controlnet = ControlNetModel.from_config(config)
+    missing, unexpected = controlnet.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and set(missing) == {"class_embedding.weight"}, (missing, unexpected)
+    nn.init.zeros_(controlnet.class_embedding.weight)
+    return controlnet
+
+
+class EditAdapter(nn.Module):
+    """ControlNet residuals for frames stacked as a batch.
+
+    Call with ``x`` (N, C, h, w) noisy latents, ``t`` (N,), ``instruction`` (N, L, D) hidden
+    states, ``source`` (N, C', H', W') the input frames in ``cond_space``, and ``task`` (N,) labels
+    (ignored when the ControlNet has no task embedding). Returns ``(down_residuals, mid_residual)``.
+    """
+
+    def __init__(self, controlnet: ControlNetModel, cond_space: str = "latent"):
+        super().__init__()
+        if cond_space not in COND_SPACES:
+            raise ValueError(f"cond_space must be one of {COND_SPACES}, got {cond_space!r}")
+        self.controlnet = controlnet
+        self.cond_space = cond_space
+
+    @property
+    def uses_task(self) -> bool:
+        return self.controlnet.class_embedding is not None
+
+    def forward(self, x, t, instruction, source, task=None, scale: float = 1.0):
+        labels = None
+        if self.uses_task:
+            if task is None:
+                raise ValueError("this edit adapter is conditioned on a task label; pass `task`")
+            labels = task.long()
+        down, mid = self.controlnet(
+            x, t, encoder_hidden_states=instruction, controlnet_cond=source,
+            conditioning_scale=scale, class_labels=labels, return_dict=False,
+        )
+        return down, mid
+
+
+def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> int:
+    """Spatial size the condition must have for latents of ``latent_size``."""
+    n_down = len(controlnet.config.conditioning_embedding_out_channels) - 1
+    return latent_size * (2**n_down)
+
+
+__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "COND_SPACES"]
+
+

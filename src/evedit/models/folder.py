@@ -1,0 +1,163 @@
+"""Model folders: every part in its own library's format (safetensors only) plus a manifest.
+
+Layout::
+
+    evedit_model.json      manifest: format, version, spec, schedule, parts
+    unet/ vae/ controlnet/ motion_adapter/ first_frame/     diffusers save_pretrained
+    lora/alignment_lora.safetensors                         peft state dict (optional)
+    text_encoder/ (+ tokenizer files)                        only for CLIP ("sd15") models
+    scheduler/                                              the matching diffusers DDIM config
+
+Loading never unpickles: a folder holding ``.bin``, ``.ckpt``, ``.pt``, ``.pth``, ``.pkl`` or
+``.pickle`` files is refused with a message saying how to convert. Saving is atomic: the folder is
+written beside its destination and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
+
+from ..diffusion.schedule import NoiseSchedule
+from ..errors import EveditError
+from ..text import CLIPTextEncoder, MiniLMTextEncoder, quiet_transformers
+from .build import assemble
+from .compose import EVEModel
+from .lora import LORA_FILE, load_lora, lora_rank_of, save_lora
+from .presets import ModelSpec
+from .video_adapter import FirstFrameBranch, motion_adapter_of
+
+MANIFEST = "evedit_model.json"
+FORMAT = "evedit-model"
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+REQUIRED_PARTS = ("unet", "vae", "controlnet", "motion_adapter", "first_frame")
+
+
+def refuse_pickles(folder: Path) -> None:
+    """Raise if ``folder`` (recursively) holds pickle-based weight files."""
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise EveditError(
+                f"Refusing to load pickle file '{path}': evedit loads safetensors only (pickles can "
+                "run code); convert it with `save_pretrained(dir, safe_serialization=True)` or "
+                "`safetensors.torch.save_file`."
+            )
+
+
+def save_model(model: EVEModel, folder: str | Path) -> Path:
+    """Write every part and the manifest; atomic (a temporary folder renamed into place)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _write_parts(model, tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _write_parts(model: EVEModel, tmp: Path) -> None:
+    kw = dict(safe_serialization=True)
+    model.unet.save_pretrained(tmp / "unet", **kw)
+    model.vae.save_pretrained(tmp / "vae", **kw)
+    model.edit_adapter.controlnet.save_pretrained(tmp / "controlnet", **kw)
+    motion_adapter_of(model.motion_unet).save_pretrained(tmp / "motion_adapter", **kw)
+    model.first_frame.save_pretrained(tmp / "first_frame", **kw)
+    model.schedule.ddim_scheduler().save_pretrained(tmp / "scheduler")
+    parts = {p: p for p in REQUIRED_PARTS}
+    if model.has_lora:
+        save_lora(model.motion_unet, tmp / "lora")
+        parts["lora"] = "lora"
+    if model.spec.text_encoder == "clip":
+        model.text_encoder.model.save_pretrained(tmp / "text_encoder", **kw)
+        model.text_encoder.tokenizer.save_pretrained(tmp / "text_encoder")
+        parts["text_encoder"] = "text_encoder"
+    manifest = {
+        "format": FORMAT, "version": 1, "spec": model.spec.to_dict(),
+        "schedule": model.schedule.to_dict(), "parts": parts,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise EveditError(f"Model folder '{folder}' does not exist.")
+    if not path.is_file():
+        raise EveditError(f"'{folder}' is not an evedit model folder: it has no {MANIFEST}.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EveditError(f"The manifest '{path}' is not valid JSON ({exc.msg}).") from exc
+    if manifest.get("format") != FORMAT:
+        raise EveditError(f"The manifest '{path}' is not an {FORMAT} manifest.")
+    for part in REQUIRED_PARTS:
+        sub = folder / manifest.get("parts", {}).get(part, part)
+        if not (sub / "config.json").is_file() or not any(sub.glob("*.safetensors")):
+            raise EveditError(
+                f"Model folder '{folder}' is incomplete: part '{part}' needs {sub.name}/config.json "
+                "and a .safetensors weight file."
+            )
+    return manifest
+
+
+def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
+    """Load a model folder written by :func:`save_model` (frozen, on CPU, float32)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    refuse_pickles(folder)
+    spec = ModelSpec.from_dict(manifest["spec"])
+    parts = manifest["parts"]
+    kw = dict(use_safetensors=True, local_files_only=True)
+    try:
+        with quiet_transformers():
+            unet = UNet2DConditionModel.from_pretrained(folder / parts["unet"], **kw)
+            vae = AutoencoderKL.from_pretrained(folder / parts["vae"], **kw)
+            controlnet = ControlNetModel.from_pretrained(folder / parts["controlnet"], **kw)
+            adapter = MotionAdapter.from_pretrained(folder / parts["motion_adapter"], **kw)
+            first = FirstFrameBranch.from_pretrained(folder / parts["first_frame"], **kw)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EveditError(f"Could not load model folder '{folder}': {_first_line(exc)}") from exc
+    text = text_encoder or _load_text_encoder(folder, spec, parts)
+    model = assemble(
+        vae=vae, text_encoder=text, unet=unet, controlnet=controlnet, motion_adapter=adapter,
+        spec=spec, schedule=NoiseSchedule.from_dict(manifest["schedule"]), first_frame=first,
+    )
+    if "lora" in parts:
+        _load_folder_lora(model, folder / parts["lora"])
+    return model
+
+
+def _load_folder_lora(model: EVEModel, lora_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    path = lora_dir / LORA_FILE
+    if not path.is_file():
+        raise EveditError(f"The LoRA file '{path}' named by the manifest is missing.")
+    rank = lora_rank_of(load_file(str(path)))
+    try:
+        load_lora(model.motion_unet, lora_dir, rank)
+    except ValueError as exc:
+        raise EveditError(f"The LoRA in '{lora_dir}' does not fit this model: {exc}") from exc
+
+
+def _load_text_encoder(folder: Path, spec: ModelSpec, parts: dict):
+    if spec.text_encoder == "minilm":
+        return MiniLMTextEncoder.from_pretrained()
+    if spec.text_encoder == "clip":
+        return CLIPTextEncoder.from_pretrained(folder / parts.get("text_encoder", "text_encoder"))
+    raise EveditError(f"Unknown text encoder {spec.text_encoder!r} in '{folder / MANIFEST}'.")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

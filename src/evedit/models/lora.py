@@ -1,0 +1,100 @@
+"""The alignment LoRA (theta_align, EVE section 3.1) on the backbone's spatial attention only.
+
+Target: the query, key, value and output projections of the self- and cross-attention layers in
+the backbone's spatial transformer blocks (``...attentions.N.transformer_blocks.M.attn{1,2}``).
+The regex excludes the temporal layers (``motion_modules``), whose attention projections have the
+same names (dependency probe, gotcha 5), and the ControlNet, which is a separate model.
+EVE gives no rank; the ShapeWorld default is 8 and ``lora_alpha`` equals the rank (scale 1).
+peft initialises B to zero, so the student equals plug-and-play before alignment.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from peft import LoraConfig
+from peft.tuners.lora import LoraLayer
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+ADAPTER_NAME = "align"
+LORA_FILE = "alignment_lora.safetensors"
+SPATIAL_ATTENTION = r".*attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
+
+
+def lora_config(rank: int = 8, alpha: float | None = None) -> LoraConfig:
+    return LoraConfig(
+        r=rank, lora_alpha=alpha if alpha is not None else rank,
+        target_modules=SPATIAL_ATTENTION, init_lora_weights="gaussian",
+    )
+
+
+def add_alignment_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None) -> None:
+    """Inject the alignment LoRA into ``unet`` (a diffusers model with ``add_adapter``)."""
+    unet.add_adapter(lora_config(rank, alpha), adapter_name=ADAPTER_NAME)
+
+
+def lora_layers(model: nn.Module) -> list[LoraLayer]:
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The LoRA A and B weights, found by module identity (not by parameter name)."""
+    params = []
+    for layer in lora_layers(model):
+        for bank in (layer.lora_A, layer.lora_B):
+            if ADAPTER_NAME in bank:
+                params.extend(bank[ADAPTER_NAME].parameters())
+    return params
+
+
+@contextmanager
+def lora_disabled(unet: nn.Module):
+    """Run ``unet`` without its LoRA (the teachers and plug-and-play share the student's backbone)."""
+    if not lora_layers(unet):
+        yield
+        return
+    params = lora_parameters(unet)
+    flags = [p.requires_grad for p in params]
+    unet.disable_adapters()
+    try:
+        yield
+    finally:
+        unet.enable_adapters()
+        for p, flag in zip(params, flags):  # peft's enable marks them trainable; keep the caller's
+            p.requires_grad_(flag)
+
+
+def save_lora(unet: nn.Module, folder: str | Path) -> Path:
+    """Save only the LoRA weights (safetensors) to ``folder/alignment_lora.safetensors``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
+    path = folder / LORA_FILE
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    return path
+
+
+def load_lora(unet: nn.Module, folder: str | Path, rank: int, alpha: float | None = None) -> None:
+    """Inject a LoRA of ``rank`` and load its weights; any mismatch raises."""
+    if not lora_layers(unet):
+        add_alignment_lora(unet, rank, alpha)
+    state = load_file(str(Path(folder) / LORA_FILE))
+    state = {k: v.to(dtype=next(unet.parameters()).dtype) for k, v in state.items()}
+    result = set_peft_model_state_dict(unet, state, adapter_name=ADAPTER_NAME)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"LoRA weights do not fit this backbone: unexpected keys {unexpected[:3]}")
+    for p in lora_parameters(unet):  # loaded for inference; training re-enables them explicitly
+        p.requires_grad_(False)
+
+
+def lora_rank_of(state: dict[str, torch.Tensor]) -> int:
+    """The rank of a saved LoRA (the leading dim of any lora_A weight)."""
+    for key, value in state.items():
+        if "lora_A" in key:
+            return int(value.shape[0])
+    raise ValueError("no lora_A weight in this LoRA file")

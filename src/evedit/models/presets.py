@@ -1,0 +1,95 @@
+"""Part configurations for the two scales.
+
+``shapeworld``: tiny diffusers models sized so every part trains on 2 CPU cores (see
+``shared/reference/dependency-probe.md``: a tiny UNet forward at batch 8 costs ~0.3 s at 32x32
+latents, so ShapeWorld uses 16x16x4 latents and ~1-2M parameters per part).
+
+``sd15``: where the real parts come from. Each entry is a local folder or a hub id; nothing is
+downloaded at run time here (the user points ``--model`` at folders they have).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# ShapeWorld frames are 64x64 RGB; the codec maps them to 16x16x4 latents (factor 4).
+SHAPEWORLD_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64, 64),  # three levels: 16 -> 8 -> 4
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    layers_per_block=1,  # must equal the motion adapter's motion_layers_per_block
+    cross_attention_dim=384,  # all-MiniLM-L6-v2 hidden size
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+
+SHAPEWORLD_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    block_out_channels=(32, 64, 64),  # three blocks: two downsamples, 64 -> 16
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    layers_per_block=1,
+    norm_num_groups=16,
+    sample_size=64,
+    scaling_factor=1.0,  # re-estimated from latent statistics when the codec is trained
+)
+
+SHAPEWORLD_MOTION = dict(
+    block_out_channels=(32, 64, 64),
+    motion_layers_per_block=1,
+    motion_num_attention_heads=4,
+    motion_norm_num_groups=8,
+    motion_max_seq_length=32,  # longest window the temporal attention's positions cover
+    use_motion_mid_block=True,
+)
+
+# The ControlNet's condition is the codec latent of the input frame (4 channels at latent size),
+# so its condition embedding needs no downsampling: one conv block.
+SHAPEWORLD_CONTROLNET = dict(conditioning_embedding_out_channels=(16,), conditioning_channels=4)
+
+
+@dataclass
+class SD15Sources:
+    """Where the SD 1.5 family parts come from: local folders or hub ids (offline cache)."""
+
+    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    controlnet: str = "lllyasviel/control_v11e_sd15_ip2p"
+    motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-2"
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS = ("shapeworld", "sd15")
+
+
+@dataclass
+class ModelSpec:
+    """How the parts are wired; saved in the model folder's manifest."""
+
+    preset: str = "shapeworld"
+    resolution: int = 64  # pixel size of a frame the model edits
+    num_frames: int = 8  # window length the video adapter was trained on (EVE: 8)
+    cond_space: str = "latent"  # "latent" (ShapeWorld ControlNet) or "pixel" (ip2p ControlNet v1.1)
+    prompt_routing: str = "paper"  # "paper": backbone <- output caption, adapter <- instruction;
+    # "instruction": both get the instruction (ip2p-style ControlNets)
+    tasks: tuple[str, ...] = ()  # task-label vocabulary of the edit adapter (empty: none)
+    lora_rank: int = 8  # EVE gives none; 8 is ample for the tiny ShapeWorld backbone
+    text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["tasks"] = list(self.tasks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["tasks"] = tuple(known.get("tasks", ()))
+        return cls(**known)
