@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 RESULTS = Path(__file__).resolve().parent / "results" / "models.md"
-BATCH, FRAMES, REPEATS = 2, 8, 7
+BATCH, FRAMES, REPEATS = 2, 8, 11
 
 
 def setup():
@@ -44,27 +44,33 @@ def direct_fns(model, x, t, cond):
     from evedit.models.lora import lora_disabled
 
     b, c, f, h, w = x.shape
-    flat = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-    tf = t.repeat_interleave(f)
-    cap, ins = cond.caption.repeat_interleave(f, 0), cond.instruction.repeat_interleave(f, 0)
-    src = cond.source.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-    task = cond.task.repeat_interleave(f)
     cn = model.edit_adapter.controlnet
 
-    def residuals():
+    def fold():
+        """What any caller must do: fold frames into the batch and repeat per-video inputs."""
+        flat = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        src = cond.source.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        return (flat, t.repeat_interleave(f), cond.caption.repeat_interleave(f, 0),
+                cond.instruction.repeat_interleave(f, 0), src, cond.task.repeat_interleave(f))
+
+    def residuals(flat, tf, ins, src, task):
         return cn(flat, tf, ins, src, class_labels=task, return_dict=False)
 
     def edit():
-        d, m = residuals()
-        return model.unet(flat, tf, cap, down_block_additional_residuals=d,
-                          mid_block_additional_residual=m).sample
+        flat, tf, cap, ins, src, task = fold()
+        d, m = residuals(flat, tf, ins, src, task)
+        out = model.unet(flat, tf, cap, down_block_additional_residuals=d,
+                         mid_block_additional_residual=m).sample
+        return out.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
 
     def video():
+        cap = cond.caption.repeat_interleave(f, 0)
         with lora_disabled(model.motion_unet):
             return model.motion_unet(x, t, cap).sample
 
     def both():
-        d, m = residuals()
+        flat, tf, cap, ins, src, task = fold()
+        d, m = residuals(flat, tf, ins, src, task)
         return model.motion_unet(x, t, cap, down_block_additional_residuals=d,
                                  mid_block_additional_residual=m).sample
 
@@ -73,6 +79,7 @@ def direct_fns(model, x, t, cond):
             return both()
 
     def backbone():
+        flat, tf, cap, _, _, _ = fold()
         return model.unet(flat, tf, cap).sample
 
     return {"edit": edit, "video": video, "pnp": pnp, "student": both, "backbone": backbone}
@@ -83,18 +90,25 @@ def composed_fns(model, x, t, cond):
     return {k: (lambda k=k: model.denoiser(k)(x, t, nofirst)) for k in ("edit", "video", "pnp", "student")}
 
 
-def timeit(fn, backward: bool) -> float:
-    times = []
+def _once(fn, backward: bool) -> float:
+    start = time.perf_counter()
+    if backward:
+        fn().square().mean().backward()
+    else:
+        with torch.no_grad():
+            fn()
+    return time.perf_counter() - start
+
+
+def timeit_pair(direct, composed, backward: bool) -> tuple[float, float]:
+    """Median times of the two versions, run alternately so machine load hits both alike."""
+    times = ([], [])
     for i in range(REPEATS + 1):
-        start = time.perf_counter()
-        if backward:
-            fn().square().mean().backward()
-        else:
-            with torch.no_grad():
-                fn()
-        if i:  # the first run is a warm-up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for k, fn in enumerate((direct, composed)):
+            elapsed = _once(fn, backward)
+            if i:  # the first round is a warm-up
+                times[k].append(elapsed)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def peak_worker(kind: str, name: str, backward: bool, queue) -> None:
@@ -138,9 +152,9 @@ def main() -> None:
     direct, composed = direct_fns(model, x, t, cond), composed_fns(model, x, t, cond)
     rows = []
     for name in ("backbone", "edit", "video", "pnp", "student"):
-        d_f, d_b = timeit(direct[name], False), timeit(direct[name], True)
-        c_f = timeit(composed[name], False) if name in composed else d_f
-        c_b = timeit(composed[name], True) if name in composed else d_b
+        other = composed.get(name, direct[name])
+        d_f, c_f = timeit_pair(direct[name], other, False)
+        d_b, c_b = timeit_pair(direct[name], other, True)
         mem = peak_mib("composed" if name in composed else "direct", name, True)
         rows.append((name, d_f, c_f, d_b, c_b, mem))
         print(rows[-1], flush=True)
@@ -153,7 +167,7 @@ def write(rows) -> None:
         f"# Denoiser cost, {BATCH} clips x {FRAMES} frames of 16x16x4 latents (ShapeWorld preset)",
         "",
         f"{date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"median of {REPEATS} after a warm-up. Peak = RSS increase (polled every 0.5 ms) of a fresh process during one forward+backward.",
+        f"median of {REPEATS}, direct and composed alternating, after a warm-up. Peak = RSS increase (polled every 0.5 ms) of a fresh process during one forward+backward.",
         "",
         "| denoiser | direct fwd ms | composed fwd ms | overhead fwd | direct f+b ms | composed f+b ms "
         "| overhead f+b | f+b vs backbone | peak f+b MiB |",

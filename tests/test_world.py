@@ -315,7 +315,7 @@ def test_dataset_views_keys_shapes_and_ranges():
     assert set(item) == {"image", "caption"} and isinstance(item["caption"], str)
     _check_tensor(item["image"], (3, 64, 64))
     trip = EditTripletDataset("val", length=5)[1]
-    assert set(trip) == {"input_image", "instruction", "task", "output_image"} and isinstance(trip["task"], int)
+    assert set(trip) == {"input_image", "instruction", "task", "output_image", "input_caption", "output_caption"} and isinstance(trip["task"], int)
     _check_tensor(trip["input_image"], (3, 64, 64))
     _check_tensor(trip["output_image"], (3, 64, 64))
     clip = ClipCaptionDataset(length=5)[2]

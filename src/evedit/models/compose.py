@@ -149,6 +149,16 @@ class Denoiser:
         raise NotImplementedError
 
 
+def image_edit_forward(unet, edit_adapter: EditAdapter, x, t, caption, instruction, source, task):
+    """Backbone + edit adapter on images: x (N, C, h, w), t (N,), caption/instruction (N, L, D),
+    source (N, C', H', W'), task (N,) -> model output (N, C, h, w). The edit teacher applies it
+    to frames folded into the batch; the edit-adapter training stage applies it to image pairs."""
+    down, mid = edit_adapter(x, t, instruction, source, task)
+    return unet(
+        x, t, caption, down_block_additional_residuals=down, mid_block_additional_residual=mid,
+    ).sample
+
+
 class EditTeacher(Denoiser):
     """Backbone + edit adapter; each frame edited independently (frames as a batch)."""
 

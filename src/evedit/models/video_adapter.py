@@ -32,12 +32,19 @@ class FirstFrameBranch(ModelMixin, ConfigMixin):
         self.conv = nn.Conv2d(latent_channels + 1, out_channels, kernel_size=3, padding=1, bias=False)
         nn.init.zeros_(self.conv.weight)
 
-    def forward(self, first_frame: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """``first_frame`` (B, C, h, w) -> features (B*F, out, h, w), frames folded batch-major."""
+    def forward(self, first_frame: torch.Tensor, num_frames: int,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``first_frame`` (B, C, h, w) -> features (B*F, out, h, w), frames folded batch-major.
+
+        ``keep`` (B,) in {0, 1} switches the conditioning off per item (frame and mask both 0,
+        so those items receive exactly nothing): training mixes conditioned and free items.
+        """
         b, c, h, w = first_frame.shape
         cond = first_frame.new_zeros(b, c + 1, num_frames, h, w)  # (B, C+1, F, h, w)
         cond[:, :c, 0] = first_frame
         cond[:, c, 0] = 1.0
+        if keep is not None:
+            cond = cond * keep.to(cond).view(-1, 1, 1, 1, 1)
         return self.conv(rearrange(cond, "b c f h w -> (b f) c h w"))
 
 
@@ -60,9 +67,10 @@ class FirstFrameHook:
         return output + self._features.to(output.dtype)
 
     @contextmanager
-    def condition(self, first_frame: torch.Tensor | None, num_frames: int):
+    def condition(self, first_frame: torch.Tensor | None, num_frames: int,
+                  keep: torch.Tensor | None = None):
         """Within the block, backbone calls are conditioned on ``first_frame`` (None: not)."""
-        self._features = None if first_frame is None else self.branch(first_frame, num_frames)
+        self._features = None if first_frame is None else self.branch(first_frame, num_frames, keep)
         try:
             yield
         finally:

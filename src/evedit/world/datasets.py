@@ -104,7 +104,11 @@ class ImageCaptionDataset(WorldDataset):
 
 
 class EditTripletDataset(WorldDataset):
-    """``{"input_image", "instruction", "task", "output_image"}``: one frame before and after an edit."""
+    """``{"input_image", "instruction", "task", "output_image", "input_caption", "output_caption"}``.
+
+    One frame before and after an edit; the captions let the backbone take the output caption
+    (EVE's prompt routing) while the edit adapter takes the instruction.
+    """
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """A random frame of item ``index``, its instruction, task label and edited frame."""
@@ -113,6 +117,7 @@ class EditTripletDataset(WorldDataset):
         return {
             "input_image": image_tensor(ex.clip[f]), "instruction": ex.edit.instruction,
             "task": ex.edit.label, "output_image": image_tensor(ex.edited_clip[f]),
+            "input_caption": ex.edit.input_caption, "output_caption": ex.edit.output_caption,
         }
 
 

@@ -1,0 +1,71 @@
+"""Pieces the diffusion stages share: frozen parts from folders, text, metrics, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from ...errors import EveditError
+from ...models.folder import refuse_pickles
+from ...text import MiniLMTextEncoder
+
+
+def load_frozen(cls, path: str | Path, what: str):
+    """A diffusers model from a local folder (safetensors only), frozen, in eval mode."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise EveditError(
+            f"The {what} folder '{folder}' has no config.json; train that stage first or fix the path."
+        )
+    refuse_pickles(folder)
+    model = cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_vae(path: str | Path) -> AutoencoderKL:
+    return load_frozen(AutoencoderKL, path, "codec (vae)")
+
+
+def load_unet(path: str | Path) -> UNet2DConditionModel:
+    return load_frozen(UNet2DConditionModel, path, "backbone (unet)")
+
+
+_TEXT: dict[str, MiniLMTextEncoder] = {}
+
+
+def text_encoder() -> MiniLMTextEncoder:
+    """The frozen MiniLM encoder, loaded once per process."""
+    if "minilm" not in _TEXT:
+        _TEXT["minilm"] = MiniLMTextEncoder.from_pretrained()
+    return _TEXT["minilm"]
+
+
+def drop_texts(texts: list[str], mask: torch.Tensor) -> list[str]:
+    """Replace the texts where ``mask`` is True by the empty string (condition dropout)."""
+    return ["" if bool(m) else s for s, m in zip(texts, mask)]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB between images in [-1, 1], per leading item."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def grid(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
+    """Images (H, W, 3) arranged in rows with white gaps."""
+    h, w = rows[0][0].shape[:2]
+    n_cols = max(len(r) for r in rows)
+    out = np.full((len(rows) * (h + gap) - gap, n_cols * (w + gap) - gap, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            out[i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = img
+    return out

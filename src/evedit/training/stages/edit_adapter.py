@@ -1,0 +1,169 @@
+"""Stage ``edit-adapter``: train the ControlNet (and its task embedding) on a frozen backbone.
+
+Data: (input image, instruction, task, output image) triples, from ShapeWorld's
+``EditTripletDataset`` or an InstructPix2Pix-layout file. The backbone gets the output caption
+(EVE's routing, ``prompt_routing="paper"``) or the instruction (``"instruction"``); the ControlNet
+gets the instruction, the codec latent of the input image and the task label.
+
+Condition dropout follows InstructPix2Pix (Brooks et al. 2023, section 3.4): 5% of items lose the
+text (caption and instruction become ""), 5% the image (an all-zero condition), 5% both, so the
+teacher supports classifier-free and image guidance at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...diffusion import NoiseSchedule, ddim_sample, ddim_timesteps, dual_guidance
+from ...io import write_image
+from ...losses import denoising_loss
+from ...models.compose import image_edit_forward
+from ...models.edit_adapter import EditAdapter, controlnet_from_unet
+from ...models.presets import SHAPEWORLD_CONTROLNET
+from .common import drop_texts, grid, load_unet, load_vae, psnr, text_encoder, to_uint8
+
+
+@dataclass
+class EditAdapterConfig:
+    vae_path: str = "runs/codec/export/vae"  # the trained codec (frozen here)
+    unet_path: str = "runs/t2i/export/unet"  # the trained backbone (frozen here)
+    data: dict = field(default_factory=lambda: {"kind": "shapeworld"})  # or {"kind": "file", "path": ...}
+    prompt_routing: str = "paper"  # backbone <- output caption; "instruction": <- instruction
+    drop_text: float = 0.05  # ip2p condition dropout rates
+    drop_image: float = 0.05
+    drop_both: float = 0.05
+    eval_items: int = 16  # validation images edited per evaluation
+    eval_steps: int = 20  # DDIM steps for evaluation edits (the quality report uses 50)
+    image_scale: float = 1.5  # ip2p image guidance at evaluation
+    text_scale: float = 3.0  # ip2p text guidance at evaluation
+    train_length: int = 100_000
+    seed: int = 0
+
+
+class EditAdapterStage:
+    name = "edit-adapter"
+
+    def __init__(self, config: EditAdapterConfig):
+        from ...world import TASKS
+
+        self.config, self.tasks = config, tuple(TASKS)
+        self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
+        controlnet = controlnet_from_unet(self.unet, len(self.tasks), **SHAPEWORLD_CONTROLNET)
+        self.adapter = EditAdapter(controlnet, cond_space="latent")
+        self.text = text_encoder()
+        self.schedule = NoiseSchedule()
+
+    @classmethod
+    def from_config(cls, data: dict) -> "EditAdapterStage":
+        return cls(EditAdapterConfig(**data))
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.adapter.controlnet]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"vae": self.vae, "unet": self.unet, "controlnet": self.adapter.controlnet,
+                "text": self.text}
+
+    def dataset(self, split: str):
+        from ...world import EditTripletDataset
+
+        kind = self.config.data.get("kind", "shapeworld")
+        if kind == "file":
+            from ..edit_data import EditTripletFile
+
+            return EditTripletFile(self.config.data["path"], size=64, tasks=self.tasks)
+        length = self.config.train_length if split == "train" else max(self.config.eval_items, 64)
+        return EditTripletDataset(split=split, length=length)
+
+    # ---- loss -------------------------------------------------------------------------------
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def _prompts(self, batch: dict, no_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        instructions = drop_texts(list(batch["instruction"]), no_text)
+        key = "output_caption" if self.config.prompt_routing == "paper" else "instruction"
+        captions = drop_texts(list(batch[key]), no_text)
+        return self.text(captions).hidden_states, self.text(instructions).hidden_states
+
+    def _dropout_masks(self, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        u = torch.rand(n, generator=generator)
+        no_text = (u < c.drop_text) | (u >= 1 - c.drop_both)
+        no_image = ((u >= c.drop_text) & (u < c.drop_text + c.drop_image)) | (u >= 1 - c.drop_both)
+        return no_text, no_image
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        device = self.unet.device
+        with torch.no_grad():
+            x0 = self._encode(batch["output_image"].to(device))
+            source = self._encode(batch["input_image"].to(device))
+        n = x0.shape[0]
+        no_text, no_image = self._dropout_masks(n, generator)
+        source = source * (~no_image).to(source).view(-1, 1, 1, 1)
+        caption, instruction = self._prompts(batch, no_text)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
+        x_t = self.schedule.add_noise(x0, noise, t)
+        out = image_edit_forward(self.unet, self.adapter, x_t, t, caption, instruction, source,
+                                 batch["task"].to(device))
+        loss = denoising_loss(out, self.schedule.target(x0, noise, t))
+        return {"loss": loss, "mse": loss.detach()}
+
+    # ---- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def edit_images(self, batch: dict, steps: int, seed: int = 0) -> torch.Tensor:
+        """Edit ``batch["input_image"]`` with ip2p dual guidance and DDIM; returns pixels."""
+        device = self.unet.device
+        source = self._encode(batch["input_image"].to(device))
+        n = source.shape[0]
+        caption, instruction = self._prompts(batch, torch.zeros(n, dtype=torch.bool))
+        null = self.text([""] * n).hidden_states
+        task = batch["task"].to(device)
+        c = self.config
+
+        def model_fn(x, t):
+            xs, ts = torch.cat([x] * 3), torch.cat([t] * 3)
+            out = image_edit_forward(
+                self.unet, self.adapter, xs, ts, torch.cat([caption, null, null]),
+                torch.cat([instruction, null, null]),
+                torch.cat([source, source, torch.zeros_like(source)]), torch.cat([task] * 3),
+            )
+            full, image_only, uncond = out.chunk(3)
+            return dual_guidance(uncond, image_only, full, c.image_scale, c.text_scale)
+
+        g = torch.Generator().manual_seed(seed)
+        x_T = torch.randn(source.shape, generator=g).to(device)
+        z = ddim_sample(model_fn, x_T, ddim_timesteps(steps), self.schedule)
+        return self.vae.decode(z / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+    def _val_batch(self) -> dict:
+        data = self.dataset("val")
+        items = [data[i] for i in range(self.config.eval_items)]
+        return torch.utils.data.default_collate(items)
+
+    @torch.no_grad()
+    def evaluate(self, batches: int = 1, steps: int | None = None) -> dict[str, float]:
+        batch = self._val_batch()
+        edited = self.edit_images(batch, steps or self.config.eval_steps)
+        value = psnr(edited, batch["output_image"].to(edited.device))
+        return {"edit_psnr": float(value.mean())}
+
+    @torch.no_grad()
+    def sample(self, out_dir: Path, step: int) -> list[Path]:
+        batch = self._val_batch()
+        edited = self.edit_images(batch, self.config.eval_steps)
+        rows = [[to_uint8(batch["input_image"][i]), to_uint8(edited[i]), to_uint8(batch["output_image"][i])]
+                for i in range(min(8, edited.shape[0]))]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"edit_{step:06d}.png"
+        write_image(path, grid(rows))
+        (out_dir / f"edit_{step:06d}.txt").write_text(
+            "columns: input | edited | ground truth\n" + "\n".join(batch["instruction"][:8]) + "\n")
+        return [path]
+
+    def export(self, folder: Path) -> None:
+        self.adapter.controlnet.save_pretrained(Path(folder) / "controlnet", safe_serialization=True)

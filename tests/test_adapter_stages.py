@@ -1,0 +1,85 @@
+"""The edit-adapter and video-adapter stages on tiny random parts (without the loop)."""
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch.utils.data import default_collate
+
+from evedit.models.presets import SHAPEWORLD_UNET, SHAPEWORLD_VAE
+from evedit.training.stages.edit_adapter import EditAdapterConfig, EditAdapterStage
+from evedit.training.stages.video_adapter import VideoAdapterConfig, VideoAdapterStage
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("parts")
+    torch.manual_seed(0)
+    AutoencoderKL(**SHAPEWORLD_VAE).save_pretrained(root / "vae")
+    UNet2DConditionModel(**SHAPEWORLD_UNET).save_pretrained(root / "unet")
+    return {"vae_path": str(root / "vae"), "unet_path": str(root / "unet")}
+
+
+def frozen_params(stage):
+    """Every parameter the stage uses that is not in a trainable module (by identity)."""
+    trainable = {id(p) for m in stage.trainable_modules() for p in m.parameters()}
+    return {id(p): p for m in stage.modules().values() for p in m.parameters() if id(p) not in trainable}
+
+
+def one_step(stage, batch):
+    trainable = [p for m in stage.trainable_modules() for p in m.parameters()]
+    frozen = frozen_params(stage)
+    before = {k: p.detach().clone() for k, p in frozen.items()}
+    opt = torch.optim.AdamW(trainable, lr=1e-2)
+    losses = stage.loss(batch, torch.Generator().manual_seed(0))
+    losses["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+    opt.step()
+    assert all(torch.equal(before[k], p) for k, p in frozen.items())
+    assert not any(p.requires_grad for p in frozen.values())
+    return losses
+
+
+def test_edit_adapter_stage_trains_only_the_controlnet(parts, tmp_path):
+    stage = EditAdapterStage(EditAdapterConfig(**parts, eval_items=2, eval_steps=2))
+    data = stage.dataset("train")
+    batch = default_collate([data[i] for i in range(2)])
+    assert set(batch) >= {"input_image", "output_image", "instruction", "task", "output_caption"}
+    losses = one_step(stage, batch)
+    assert torch.isfinite(losses["loss"])
+    assert "edit_psnr" in stage.evaluate()
+    assert stage.sample(tmp_path / "s", 0)[0].is_file()
+    stage.export(tmp_path / "export")
+    assert (tmp_path / "export" / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_edit_adapter_condition_dropout_rates(parts):
+    stage = EditAdapterStage(EditAdapterConfig(**parts))
+    no_text, no_image = stage._dropout_masks(20000, torch.Generator().manual_seed(0))
+    both = (no_text & no_image).float().mean()
+    assert abs(both - 0.05) < 0.01
+    assert abs((no_text & ~no_image).float().mean() - 0.05) < 0.01
+    assert abs((no_image & ~no_text).float().mean() - 0.05) < 0.01
+
+
+def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):
+    stage = VideoAdapterStage(VideoAdapterConfig(**parts, eval_items=1, eval_steps=2))
+    data = stage.dataset("train")
+    batch = default_collate([data[i] for i in range(2)])
+    one_step(stage, batch)
+    names = {n for n, p in stage.model.named_parameters() if p.requires_grad}
+    assert names and all("motion_modules" in n for n in names)
+    metrics = stage.evaluate()
+    assert set(metrics) == {"first_frame_psnr", "clip_psnr", "frame_change_ratio"}
+    assert stage.sample(tmp_path / "s", 0)[0].suffix == ".gif"
+    stage.export(tmp_path / "export")
+    assert (tmp_path / "export" / "motion_adapter" / "config.json").is_file()
+    assert (tmp_path / "export" / "first_frame" / "config.json").is_file()
+
+
+def test_first_frame_keep_mask_switches_items_off():
+    from evedit.models.video_adapter import FirstFrameBranch
+
+    branch = FirstFrameBranch(4, 8)
+    torch.nn.init.normal_(branch.conv.weight)
+    feats = branch(torch.randn(2, 4, 6, 6), 3, keep=torch.tensor([1.0, 0.0]))  # (B*F, 8, 6, 6)
+    assert feats[:3].abs().sum() > 0 and feats[3:].abs().sum() == 0
