@@ -12,7 +12,7 @@ STAMP      := $(VENV)/.evedit-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean train-shapeworld
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+train-shapeworld: $(STAMP)
+	scripts/train_shapeworld.sh
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

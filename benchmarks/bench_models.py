@@ -6,12 +6,15 @@ peak RSS increase (polled) of a subprocess that only builds the model and runs t
 same computation written as plain diffusers calls (ControlNet, then UNet / UNetMotionModel), so
 "overhead" is what the composition layer adds (target: under 10%).
 
-Run: ``python benchmarks/bench_models.py`` (writes benchmarks/results/models.md).
+Run: ``python benchmarks/bench_models.py [--threads N]`` (writes benchmarks/results/models.md).
+On a shared 2-core machine use ``--threads 1``: two threads competing with another job are
+several times slower and very noisy (benchmarks/results/train.md).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import platform
 import threading
 import statistics
@@ -27,10 +30,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "models.md"
 BATCH, FRAMES, REPEATS = 2, 8, 11
 
 
+THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
+
+
 def setup():
     from model_utils import inputs, perturb_new_branches, tiny_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     model = tiny_model()
     model.add_alignment_lora()
     perturb_new_branches(model)
@@ -166,7 +172,8 @@ def write(rows) -> None:
     lines = [
         f"# Denoiser cost, {BATCH} clips x {FRAMES} frames of 16x16x4 latents (ShapeWorld preset)",
         "",
-        f"{date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"{date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end; "
         f"median of {REPEATS}, direct and composed alternating, after a warm-up. Peak = RSS increase (polled every 0.5 ms) of a fresh process during one forward+backward.",
         "",
         "| denoiser | direct fwd ms | composed fwd ms | overhead fwd | direct f+b ms | composed f+b ms "

@@ -15,12 +15,12 @@ from evedit.models.video_adapter import new_motion_adapter
 NUM_TASKS = 5
 
 
-def tiny_model(text_encoder=None, seed=0):
+def tiny_model(text_encoder=None, seed=0, num_tasks=NUM_TASKS):
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**SHAPEWORLD_UNET)
     vae = AutoencoderKL(**SHAPEWORLD_VAE)
-    controlnet = controlnet_from_unet(unet, NUM_TASKS, **SHAPEWORLD_CONTROLNET)
-    spec = ModelSpec(tasks=tuple(f"t{i}" for i in range(NUM_TASKS)))
+    controlnet = controlnet_from_unet(unet, num_tasks, **SHAPEWORLD_CONTROLNET)
+    spec = ModelSpec(tasks=tuple(f"t{i}" for i in range(num_tasks)))
     return assemble(
         vae=vae, text_encoder=text_encoder, unet=unet, controlnet=controlnet,
         motion_adapter=new_motion_adapter(**SHAPEWORLD_MOTION), spec=spec, schedule=NoiseSchedule(),

@@ -83,3 +83,20 @@ def test_first_frame_keep_mask_switches_items_off():
     torch.nn.init.normal_(branch.conv.weight)
     feats = branch(torch.randn(2, 4, 6, 6), 3, keep=torch.tensor([1.0, 0.0]))  # (B*F, 8, 6, 6)
     assert feats[:3].abs().sum() > 0 and feats[3:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("stage", ["edit-adapter", "video-adapter"])
+def test_two_step_smoke_through_the_cli(parts, tmp_path, stage):
+    import yaml
+
+    from evedit.cli import main
+
+    recipe = yaml.safe_load(open(f"configs/tiny/{stage}.yaml"))
+    recipe["stage"].update(parts)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    code = main(["train", stage, "--config", str(path), "--out", str(tmp_path / "run")])
+    assert code == 0
+    export = tmp_path / "run" / "export"
+    wanted = ["controlnet"] if stage == "edit-adapter" else ["motion_adapter", "first_frame"]
+    assert all((export / w / "config.json").is_file() for w in wanted)

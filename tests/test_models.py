@@ -156,3 +156,24 @@ def test_conditioning_cat():
     assert both.caption.shape[0] == 4 and both.first_frame.shape[0] == 4
     with pytest.raises(ValueError, match="only some"):
         Conditioning.cat([cond, cond.replace(task=None)])
+
+
+def test_half_precision_folder_with_extras(model, tmp_path, minilm):
+    model.text_encoder = minilm
+    perturb_new_branches(model)
+    extra = tmp_path / "extra_src"
+    model.first_frame.save_pretrained(extra)  # any diffusers-format part will do
+    folder = save_model(model, tmp_path / "half", half=True, extras={"shapeclip": extra}, card="# card\n")
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    loaded = load_model(folder, text_encoder=minilm)
+    assert next(loaded.unet.parameters()).dtype == torch.float32
+    assert loaded.extras == {"shapeclip": folder / "shapeclip"}
+    x, t, cond = inputs()
+    with torch.no_grad():
+        a, b = model.denoiser("pnp")(x, t, cond), loaded.denoiser("pnp")(x, t, cond)
+    assert torch.allclose(a, b, atol=5e-2), "fp16 storage changes outputs only by rounding"
+    again = save_model(loaded, tmp_path / "again")
+    assert (again / "shapeclip" / "config.json").is_file() and (folder / "README.md").is_file()

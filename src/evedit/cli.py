@@ -27,6 +27,8 @@ app = typer.Typer(
 world_app = typer.Typer(help="ShapeWorld, the embedded synthetic world with ground-truth edits.",
                         no_args_is_help=True)
 app.add_typer(world_app, name="world")
+model_app = typer.Typer(help="Model folders: assemble trained parts, inspect.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 console = Console(stderr=True)
 
 
@@ -47,15 +49,49 @@ def _root(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("outputs/demo"), "--out", "-o", help="Folder for the results."),
-    seed: int = typer.Option(7, help="ShapeWorld seed of the bundled clip."),
-    task: str = typer.Option("color", help="ShapeWorld edit task to show."),
+    seed: int = typer.Option(7, help="ShapeWorld seed (7: the bundled clip; others are rendered)."),
+    task: str = typer.Option("color", help="ShapeWorld edit task to show (color: the bundled clip's)."),
 ) -> None:
-    """Run the main job on the embedded default and say where the results are."""
+    """Edit the bundled ShapeWorld clip with the shipped model; say where the edit and comparison are."""
     from .demo import run_demo
+    from .editing.command import warnings_as_lines
 
-    written = run_demo(out, seed=seed, task=task)
+    with warnings_as_lines():
+        written = run_demo(out, seed=seed, task=task)
     for label, path in written.items():
         print(f"{label}: {path}")
+
+
+@app.command("edit")
+def edit_command(
+    input: str = typer.Argument(..., help="Video file, image, or folder of numbered frames."),
+    instruction: str = typer.Argument(..., help="What to change, e.g. \"make the circle red\"."),
+    output: str = typer.Option(..., "--output", "-o", help="Output .mp4/.webm/.mkv/.gif, .png/.jpg "
+                               "(one frame), or a folder ending in '/'; the extension picks the format."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or preset (default: the shipped ShapeWorld model)."),
+    editor: str = typer.Option("eve", "--editor", "-e", help="eve, plug-and-play, per-frame or sdedit."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (EVE: k, default 3; teachers: DDIM, default 50)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Text guidance scale (EVE: none by default, >1 applies CFG)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed; the same seed gives the same frames."),
+    task: str = typer.Option("auto", "--task", "-t", help="Edit task label, or auto (the model's task classifier)."),
+    caption: Optional[str] = typer.Option(None, "--caption", help="Caption of the edited video for the backbone (default: the instruction)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Edit only the first N input frames."),
+    stride: int = typer.Option(1, "--stride", help="Edit every N-th frame (the output's fps is divided by N)."),
+    window: Optional[int] = typer.Option(None, "--window", help="Frames per window (default: the model's, 8)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="Frames shared by consecutive windows (default 1)."),
+    first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 10, as in alignment)."),
+    fit: str = typer.Option("crop", "--fit", help="crop: edit the centre square; stretch: the whole frame, squashed."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Also write input and output side by side (.gif or .mp4)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timings."),
+) -> None:
+    """Edit a video by an instruction with EVE (or a baseline editor, for comparison)."""
+    from .editing.command import run_edit
+
+    run_edit(input, instruction, output, model=model, compare=compare, device=device, quiet=quiet,
+             editor=editor, steps=steps, guidance=guidance, seed=seed, task=task, caption=caption,
+             max_frames=max_frames, stride=stride, window=window, overlap=overlap,
+             first_frame_steps=first_frame_steps, fit=fit)
 
 
 @world_app.command("render")
@@ -85,6 +121,137 @@ def world_tasks() -> None:
         print(f"{label:2d}  {name:12s} {TASK_CATEGORIES[name]}")
 
 
+@app.command("train")
+def train_command(
+    stage: str = typer.Argument(..., help="Stage to train: [bold]codec[/], [bold]t2i[/] "
+                                "(more as they are added; an unknown name lists them)."),
+    config: Path = typer.Option(..., "--config", "-c",
+                                help="Recipe YAML with [bold]train:[/] and [bold]stage:[/] sections, e.g. configs/codec.yaml."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Override the recipe's train.max_steps."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Override the recipe's run folder (train.out)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in the run folder."),
+) -> None:
+    """Train one stage: checkpoints, samples, TensorBoard logs and the export under the run folder.
+
+    Ctrl-C saves a checkpoint and stops; run again with [bold]--resume[/] to continue.
+    """
+    from .training import run_training
+
+    export = run_training(stage, config, max_steps=max_steps, out=out, resume=resume)
+    print(f"export: {export}")
+
+
+@model_app.command("assemble")
+def model_assemble(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder holding <stage>/export of each training stage."),
+    out: Path = typer.Option(Path("models/shapeworld"), "--out", "-o", help="Model folder to write (fp16)."),
+) -> None:
+    """Assemble the trained ShapeWorld parts into one model folder with a model card."""
+    from .training.ship import assemble_shapeworld
+
+    print(f"model folder: {assemble_shapeworld(runs, out)}")
+
+
+@app.command("align")
+def align_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="Alignment recipe YAML (FDD settings), e.g. configs/align.yaml."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Pretrained model folder or preset holding the teachers."),
+    ablation: Optional[str] = typer.Option(
+        None, "--ablation", help="EVE Table 2 variant: none, no-sds, no-adv, no-kbin, random-init."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
+                                            help="Total iterations (the SDS-only share is kept)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, samples, logs, model/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Align the adapters by Factorized Diffusion Distillation: only a LoRA (and the
+    discriminator heads) train; the student learns from the frozen edit and video teachers."""
+    from .training.fdd.entry import run_alignment
+
+    folder = run_alignment(config, model=model, ablation=ablation, max_steps=max_steps, out=out,
+                           resume=resume, progress=not quiet)
+    print(f"aligned model: {folder}")
+
+
+convert_app = typer.Typer(help="Convert third-party checkpoints to safetensors (never loading pickles otherwise).",
+                          no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+
+def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Repeated and comma-separated values as one list (None when not given)."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: str = typer.Option("shapeworld", "--benchmark", "-b", help="shapeworld, tgve or tgve-plus."),
+    editor: Optional[list[str]] = typer.Option(
+        None, "--editor", "-e", help="Editors, comma-separated: eve, pnp, per-frame, sdedit, identity, ground-truth "
+        "(default: the first four); with --outputs, the names of those folders' systems."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Score only the first N items."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Editing seed (item i is edited with seed + i)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="TGVE folder (default data/loveu-tgve-2023); for "
+                                        "tgve-plus it also holds the exported TGVE+ rows."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default outputs/eval/<benchmark>); "
+                                       "scored items found there are skipped."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary JSON here."),
+    model: str = typer.Option("shapeworld", "--model", "-m", help="Model folder or preset the editors use."),
+    outputs: Optional[list[Path]] = typer.Option(
+        None, "--outputs", help="Score videos another system wrote in the TGVE submission layout "
+        "(<subset>/<video>/<task>/00000.jpg; ShapeWorld: <split>/<seed>_<task>/); repeatable."),
+    ablations: Optional[Path] = typer.Option(None, "--ablations", help="Score RUNS_DIR/<ablation>/model of each "
+                                             "`evedit align --ablation` run and print the Table 2 analogue."),
+    shapeclip: Optional[Path] = typer.Option(None, "--shapeclip", help="ShapeCLIP folder (default: the model's)."),
+    clip: str = typer.Option("openai/clip-vit-large-patch14", "--clip", help="CLIP ViT-L/14 folder or cached hub id."),
+    pickscore: str = typer.Option("yuvalkirstain/PickScore_v1", "--pickscore", help="PickScore folder or hub id."),
+    pickscore_processor: str = typer.Option("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "--pickscore-processor",
+                                            help="PickScore's processor folder or hub id."),
+    viclip: Optional[Path] = typer.Option(None, "--viclip", help="Converted ViCLIP folder (evedit convert viclip)."),
+    metrics: Optional[list[str]] = typer.Option(None, "--metrics", help="TGVE model groups: clip, pickscore, viclip."),
+    samples: int = typer.Option(6, "--samples", min=0, help="Sample grids to draw."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Editing processes, one torch thread each."),
+    baseline_steps: Optional[int] = typer.Option(None, "--baseline-steps", min=1,
+                                                 help="Sampling steps of pnp / per-frame / sdedit (default: the pipeline's)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Metric models' device (default: cuda if present)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Edit and score a benchmark (resumable); write per-item JSONL, summary JSON, Table 1 Markdown, plots, samples."""
+    from .eval.entry import EvalOptions, print_summary, run_eval
+
+    opts = EvalOptions(benchmark=benchmark, editors=_split(editor), limit=limit, seed=seed, data=data, out=out,
+                       json_path=json_path, model=model, outputs=tuple(outputs or ()), shapeclip=shapeclip,
+                       clip=clip, pickscore=pickscore, pickscore_processor=pickscore_processor, viclip=viclip,
+                       metrics=_split(metrics), samples=samples, workers=workers, baseline_steps=baseline_steps,
+                       device=device, progress=not quiet)
+    if ablations is not None:
+        from .eval.ablations import run_ablations
+
+        _, table, where = run_ablations(opts, ablations)
+        print(table)
+    else:
+        print(print_summary(run_eval(opts)))
+        where = opts.out_dir
+    print(f"reports: {where}")
+
+
+@convert_app.command("viclip")
+def convert_viclip_command(
+    src: Path = typer.Argument(..., help="The official ViClip-InternVid-10M-FLT.pth."),
+    out: Path = typer.Argument(..., help="Folder to write (config.json, model.safetensors, tokenizer)."),
+    tokenizer: str = typer.Option("openai/clip-vit-large-patch14", "--tokenizer",
+                                  help="CLIP tokenizer folder or cached hub id to copy in."),
+) -> None:
+    """Convert ViCLIP's pickle checkpoint (read with torch.load(weights_only=True)) to safetensors."""
+    from .eval.convert import convert_viclip
+
+    print(f"converted ViCLIP: {convert_viclip(src, out, tokenizer)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors become one sentence and exit status 1.
 
@@ -98,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("Interrupted.")
         return 130
+    except SystemExit as exc:  # typer's standalone mode ends every run with sys.exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

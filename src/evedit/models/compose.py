@@ -79,6 +79,7 @@ class EVEModel(nn.Module):
         self.vae, self.text_encoder, self.unet = vae, text_encoder, unet
         self.edit_adapter, self.motion_unet, self.first_frame = edit_adapter, motion_unet, first_frame
         self.schedule, self.spec = schedule, spec
+        self.extras: dict = {}  # further part folders (ShapeCLIP, task classifier) by name
         self.requires_grad_(False)
         self.first_frame_hook = FirstFrameHook(motion_unet, first_frame)
 

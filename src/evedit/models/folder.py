@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion.schedule import NoiseSchedule
@@ -49,13 +50,24 @@ def refuse_pickles(folder: Path) -> None:
             )
 
 
-def save_model(model: EVEModel, folder: str | Path) -> Path:
-    """Write every part and the manifest; atomic (a temporary folder renamed into place)."""
+def save_model(model: EVEModel, folder: str | Path, *, half: bool = False,
+               extras: dict[str, Path] | None = None, card: str | None = None) -> Path:
+    """Write every part and the manifest; atomic (a temporary folder renamed into place).
+
+    ``half`` stores the weights as fp16 (the shipped ShapeWorld folder; loading casts back to
+    fp32). ``extras`` are further part folders copied in and named in the manifest (ShapeCLIP, the
+    task classifier); a model loaded from a folder carries its extras into the folders it saves.
+    ``card`` is written as README.md.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    extras = {**getattr(model, "extras", {}), **(extras or {})}
     try:
-        _write_parts(model, tmp)
+        _write_parts(model, tmp, half)
+        _write_extras(tmp, extras)
+        if card:
+            (tmp / "README.md").write_text(card)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -65,20 +77,41 @@ def save_model(model: EVEModel, folder: str | Path) -> Path:
     return folder
 
 
-def _write_parts(model: EVEModel, tmp: Path) -> None:
-    kw = dict(safe_serialization=True)
-    model.unet.save_pretrained(tmp / "unet", **kw)
-    model.vae.save_pretrained(tmp / "vae", **kw)
-    model.edit_adapter.controlnet.save_pretrained(tmp / "controlnet", **kw)
-    motion_adapter_of(model.motion_unet).save_pretrained(tmp / "motion_adapter", **kw)
-    model.first_frame.save_pretrained(tmp / "first_frame", **kw)
+def _write_extras(tmp: Path, extras: dict[str, Path]) -> None:
+    manifest = json.loads((tmp / MANIFEST).read_text())
+    for name, source in extras.items():
+        source = Path(source)
+        if not (source / "config.json").is_file():
+            raise EveditError(f"The extra part '{name}' at '{source}' has no config.json.")
+        refuse_pickles(source)
+        shutil.copytree(source, tmp / name)
+    manifest["extras"] = {name: name for name in extras}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _save(part, path: Path, half: bool) -> None:
+    if half:
+        import copy
+
+        import torch
+
+        part = copy.deepcopy(part).to(torch.float16)
+    part.save_pretrained(path, safe_serialization=True)
+
+
+def _write_parts(model: EVEModel, tmp: Path, half: bool = False) -> None:
+    _save(model.unet, tmp / "unet", half)
+    _save(model.vae, tmp / "vae", half)
+    _save(model.edit_adapter.controlnet, tmp / "controlnet", half)
+    _save(motion_adapter_of(model.motion_unet), tmp / "motion_adapter", half)
+    _save(model.first_frame, tmp / "first_frame", half)
     model.schedule.ddim_scheduler().save_pretrained(tmp / "scheduler")
     parts = {p: p for p in REQUIRED_PARTS}
     if model.has_lora:
-        save_lora(model.motion_unet, tmp / "lora")
+        save_lora(model.motion_unet, tmp / "lora", torch.float16 if half else None)
         parts["lora"] = "lora"
     if model.spec.text_encoder == "clip":
-        model.text_encoder.model.save_pretrained(tmp / "text_encoder", **kw)
+        _save(model.text_encoder.model, tmp / "text_encoder", half)
         model.text_encoder.tokenizer.save_pretrained(tmp / "text_encoder")
         parts["text_encoder"] = "text_encoder"
     manifest = {
@@ -117,7 +150,7 @@ def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
     refuse_pickles(folder)
     spec = ModelSpec.from_dict(manifest["spec"])
     parts = manifest["parts"]
-    kw = dict(use_safetensors=True, local_files_only=True)
+    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
     try:
         with quiet_transformers():
             unet = UNet2DConditionModel.from_pretrained(folder / parts["unet"], **kw)
@@ -134,6 +167,7 @@ def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
     )
     if "lora" in parts:
         _load_folder_lora(model, folder / parts["lora"])
+    model.extras = {name: folder / sub for name, sub in manifest.get("extras", {}).items()}
     return model
 
 

@@ -68,13 +68,13 @@ def lora_disabled(unet: nn.Module):
             p.requires_grad_(flag)
 
 
-def save_lora(unet: nn.Module, folder: str | Path) -> Path:
+def save_lora(unet: nn.Module, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Save only the LoRA weights (safetensors) to ``folder/alignment_lora.safetensors``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
     path = folder / LORA_FILE
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    save_file({k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in state.items()}, str(path))
     return path
 
 

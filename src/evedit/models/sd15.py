@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion.schedule import NoiseSchedule, ScheduleConfig
@@ -98,6 +99,7 @@ def _clip_text_encoder(base: Path) -> CLIPTextEncoder:
     with quiet_transformers():
         tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
         model = CLIPTextModel.from_pretrained(
-            base, subfolder="text_encoder", local_files_only=True, use_safetensors=True
+            base, subfolder="text_encoder", local_files_only=True, use_safetensors=True,
+            dtype=torch.float32,
         )
     return CLIPTextEncoder(tokenizer, model, min(tokenizer.model_max_length, 77))

@@ -59,7 +59,9 @@ class EditAdapterStage:
 
     @classmethod
     def from_config(cls, data: dict) -> "EditAdapterStage":
-        return cls(EditAdapterConfig(**data))
+        from ..config import structured
+
+        return cls(structured(EditAdapterConfig, data, "stage section for 'edit-adapter'"))
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.adapter.controlnet]

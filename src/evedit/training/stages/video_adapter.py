@@ -65,7 +65,9 @@ class VideoAdapterStage:
 
     @classmethod
     def from_config(cls, data: dict) -> "VideoAdapterStage":
-        return cls(VideoAdapterConfig(**data))
+        from ..config import structured
+
+        return cls(structured(VideoAdapterConfig, data, "stage section for 'video-adapter'"))
 
     def trainable_modules(self) -> list[nn.Module]:
         return [*motion_modules(self.model), self.first_frame]

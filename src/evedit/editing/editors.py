@@ -1,0 +1,166 @@
+"""The editors: one window of latents in, one window of edited latents out.
+
+All four run inside the same pipeline (same decoding, fitting, first-frame edit, windows, noise),
+so their comparisons are like for like:
+
+- ``eve``: the aligned student (both adapters + LoRA), k DDIM steps from pure noise at trailing
+  timesteps (the first is T-1, as in training); no guidance unless ``guidance > 1`` (CFG on the
+  prompts), since FDD distils the guided teachers into it.
+- ``plug-and-play``: both adapters without the LoRA (EVE's "w/o alignment"), DDIM with ip2p dual
+  guidance (image 1.5, text ``guidance``): it holds the edit adapter, so it is guided like the edit
+  teacher.
+- ``per-frame``: the edit teacher frame by frame (frames are independent items of one batch), DDIM
+  with ip2p dual guidance. It needs no first-frame edit.
+- ``sdedit``: the video teacher from the input latents noised to strength 0.75 (the paper's SDEdit
+  baseline), conditioned on the caption and the edited first frame, caption CFG.
+
+Noise is drawn per frame from a generator seeded by (seed, stream, frame index), so a frame's noise
+does not depend on how the video is cut into windows, and a seeded run repeats exactly.
+
+Frames already edited by the previous window (the overlap) are *pinned*: before every denoiser
+call their noisy latents are replaced by the kept edit noised to the current timestep (with the
+same per-frame noise), and the kept edit is returned for them. This is the replacement form of
+InsV2V's long-video sampling: the window's temporal layers see the previous edit as context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..diffusion import ddim_sample, ddim_timesteps
+from ..models import Conditioning, EVEModel
+from ..models.guided import edit_teacher_guided, text_guided
+from .options import FIRST_FRAME_TEXT_GUIDANCE, IMAGE_GUIDANCE, SDEDIT_STRENGTH
+
+NOISE_CLIP, NOISE_FIRST_FRAME = 0, 1  # noise streams
+
+
+@dataclass
+class Window:
+    """One window's inputs; tensors are batch 1, frames along dim 2."""
+
+    cond: Conditioning  # caption, instruction, source (this window), task, first_frame
+    null: torch.Tensor  # (1, L, D) embedding of the empty text
+    noise: torch.Tensor  # (1, C, F, h, w) this window's per-frame noise
+    latents: torch.Tensor  # (1, C, F, h, w) codec latents of the input frames (SDEdit starts here)
+    known: torch.Tensor | None = None  # (1, C, K, h, w) edits of the first K frames, kept
+
+
+Progress = Callable[[int], None] | None
+
+
+def frame_noise(seed: int, stream: int, frames: range, shape: tuple[int, int, int]) -> torch.Tensor:
+    """(1, C, F, h, w) standard normal noise, one seeded generator per (seed, stream, frame)."""
+    items = [torch.randn(shape, generator=torch.Generator().manual_seed(_mix(seed, stream, f)))
+             for f in frames]
+    return torch.stack(items, dim=1).unsqueeze(0)
+
+
+def _mix(seed: int, stream: int, frame: int) -> int:
+    return (int(seed) * 1_000_003 + stream * 7_919 + frame * 104_729 + 1) % (2**63 - 1)
+
+
+def _sample(model: EVEModel, fn, w: Window, timesteps: list[int], progress: Progress,
+            x_start: torch.Tensor | None = None, pin: bool = True) -> torch.Tensor:
+    """DDIM over ``timesteps`` with the known frames pinned; returns clean latents (1, C, F, h, w).
+
+    Pinning inside the model call is exact for the other frames: the DDIM update is elementwise,
+    so a known frame's own (discarded) trajectory never reaches them except through the model.
+    """
+    k = 0 if w.known is None else w.known.shape[2]
+    schedule = model.schedule
+
+    def pinned(x, t):
+        if pin and k:
+            x = torch.cat([schedule.add_noise(w.known, w.noise[:, :, :k], t), x[:, :, k:]], dim=2)
+        return fn(x, t)
+
+    x0 = ddim_sample(pinned, w.noise if x_start is None else x_start, timesteps, schedule,
+                     progress=progress)
+    return torch.cat([w.known, x0[:, :, k:]], dim=2) if k else x0
+
+
+def eve(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
+    student = model.denoiser("student")
+
+    def fn(x, t):
+        return text_guided(student, x, t, w.cond, w.null, guidance)  # scale 1: one plain call
+
+    return _sample(model, fn, w, ddim_timesteps(steps, model.schedule.num_train_timesteps), progress)
+
+
+def plug_and_play(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
+    pnp = model.denoiser("pnp")
+
+    def fn(x, t):
+        return edit_teacher_guided(pnp, x, t, w.cond, w.null, IMAGE_GUIDANCE, guidance)
+
+    return _sample(model, fn, w, ddim_timesteps(steps, model.schedule.num_train_timesteps), progress)
+
+
+def per_frame(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
+    teacher, cond = model.denoiser("edit"), w.cond.replace(first_frame=None)
+
+    def fn(x, t):
+        return edit_teacher_guided(teacher, x, t, cond, w.null, IMAGE_GUIDANCE, guidance)
+
+    timesteps = ddim_timesteps(steps, model.schedule.num_train_timesteps)
+    return _sample(model, fn, w, timesteps, progress, pin=False)  # frames are independent
+
+
+def sdedit_timesteps(steps: int, num_train_timesteps: int = 1000,
+                     strength: float = SDEDIT_STRENGTH) -> list[int]:
+    """The last ``strength`` share of a ``steps``-step DDIM schedule (diffusers' img2img rule)."""
+    full = ddim_timesteps(steps, num_train_timesteps)
+    keep = max(1, int(steps * strength))
+    return full[steps - keep:]
+
+
+def sdedit(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
+    teacher = model.denoiser("video")
+    cond = Conditioning(caption=w.cond.caption, first_frame=w.cond.first_frame)
+
+    def fn(x, t):
+        return text_guided(teacher, x, t, cond, w.null, guidance)
+
+    timesteps = sdedit_timesteps(steps, model.schedule.num_train_timesteps)
+    t0 = torch.full((1,), timesteps[0], dtype=torch.long, device=w.noise.device)
+    x_start = model.schedule.add_noise(w.latents, w.noise, t0)
+    return _sample(model, fn, w, timesteps, progress, x_start=x_start)
+
+
+@dataclass(frozen=True)
+class EditorInfo:
+    run: Callable  # (model, window, steps, guidance, progress) -> latents (1, C, F, h, w)
+    needs_first_frame: bool  # conditioned on the edit teacher's first-frame edit
+    count: Callable[[int, int], int] = lambda steps, T: steps  # denoiser steps per window
+
+
+EDITOR_FUNCTIONS = {
+    "eve": EditorInfo(eve, True),
+    "plug-and-play": EditorInfo(plug_and_play, True),
+    "per-frame": EditorInfo(per_frame, False),
+    "sdedit": EditorInfo(sdedit, True, lambda steps, T: len(sdedit_timesteps(steps, T))),
+}
+
+
+def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, noise: torch.Tensor,
+                     steps: int, progress: Progress = None) -> torch.Tensor:
+    """The edit teacher's edit of frame 0 (EVE section 4): (1, C, h, w) clean latent.
+
+    Made exactly as the alignment made the student's first-frame conditions
+    (``edit_teacher_generate``): DDIM from noise, ip2p dual guidance at the FDD teacher scales.
+    ``noise`` is (1, C, 1, h, w).
+    """
+    teacher = model.denoiser("edit")
+    first = Conditioning(caption=cond.caption, instruction=cond.instruction,
+                         source=cond.source[:, :, :1], task=cond.task)
+
+    def fn(x, t):
+        return edit_teacher_guided(teacher, x, t, first, null, IMAGE_GUIDANCE, FIRST_FRAME_TEXT_GUIDANCE)
+
+    timesteps = ddim_timesteps(steps, model.schedule.num_train_timesteps)
+    return ddim_sample(fn, noise, timesteps, model.schedule, progress=progress)[:, :, 0]

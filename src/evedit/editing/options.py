@@ -1,0 +1,165 @@
+"""Edit options: one validated record shared by the Python API and the command line.
+
+Every check raises :class:`~evedit.errors.EveditError` with one sentence, before any file is
+read or any model is loaded, so a bad option never costs a model load and never leaves output.
+
+Defaults the paper leaves open, decided here:
+
+- ``steps``: EVE samples the student with k = 3 DDIM steps (the k it was distilled with);
+  the teacher editors take 50 DDIM steps (the usual DDIM budget, and the "50 steps" the
+  speed claim compares against).
+- ``guidance``: none for EVE (it is distilled; >1 applies classifier-free guidance on the
+  prompts); the teachers use the scales the student was distilled against
+  (:class:`~evedit.training.fdd.config.FDDConfig`: ip2p text 3.0 with image 1.5, video CFG 2.0),
+  so editors compare like for like.
+- ``first_frame_steps``: 10 DDIM steps for the edit teacher's first-frame edit, the
+  ``real_steps`` the alignment used to make the student's first-frame conditions: inference
+  conditions the student exactly as it was trained (and 5x cheaper than 50).
+- ``window``: the model's training window (``spec.num_frames``, 8 for EVE); ``overlap`` 1: each
+  window starts on the previous window's last edited frame, which conditions the video adapter.
+- ``seed`` 0: every run is seeded, so the same command gives the same frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..errors import EveditError
+from ..training.fdd.config import FDDConfig
+
+EDITORS = ("eve", "plug-and-play", "per-frame", "sdedit")
+ALIASES = {"pnp": "plug-and-play", "plug_and_play": "plug-and-play", "per_frame": "per-frame",
+           "perframe": "per-frame", "student": "eve"}
+FITS = ("crop", "stretch")
+MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
+MAX_GUIDANCE = 100.0
+SDEDIT_STRENGTH = 0.75  # the paper's SDEdit baseline noise strength
+
+_FDD = FDDConfig()
+DEFAULT_STEPS = {"eve": _FDD.k, "plug-and-play": 50, "per-frame": 50, "sdedit": 50}
+DEFAULT_GUIDANCE = {"eve": 1.0, "plug-and-play": _FDD.edit_text_scale,
+                    "per-frame": _FDD.edit_text_scale, "sdedit": _FDD.video_scale}
+IMAGE_GUIDANCE = _FDD.edit_image_scale  # ip2p image scale of the edit teacher and plug-and-play
+FIRST_FRAME_STEPS = _FDD.real_steps
+FIRST_FRAME_TEXT_GUIDANCE = _FDD.edit_text_scale
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """What to do; ``None`` means "the editor's or the model's default" (see module notes)."""
+
+    editor: str = "eve"
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    task: str = "auto"
+    caption: str | None = None
+    max_frames: int | None = None
+    stride: int = 1
+    window: int | None = None
+    overlap: int | None = None
+    first_frame_steps: int | None = None
+    fit: str = "crop"
+
+    def checked(self) -> "EditOptions":
+        """The options with the editor name canonical and every value in range."""
+        editor = canonical_editor(self.editor)
+        _int_in("--steps", self.steps, 1, MAX_STEPS)
+        _int_in("--first-frame-steps", self.first_frame_steps, 1, MAX_STEPS)
+        _int_in("--seed", self.seed, 0, None, optional=False)
+        _int_in("--max-frames", self.max_frames, 1, None)
+        _int_in("--stride", self.stride, 1, None, optional=False)
+        _int_in("--window", self.window, 1, None)
+        _int_in("--overlap", self.overlap, 0, None)
+        if self.window is not None and self.overlap is not None and self.overlap >= self.window:
+            raise EveditError(
+                f"--overlap must be smaller than --window, got overlap {self.overlap} and window {self.window}."
+            )
+        if self.guidance is not None:
+            g = self.guidance
+            if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) \
+                    or not 1.0 <= g <= MAX_GUIDANCE:
+                raise EveditError(
+                    f"--guidance must be a number from 1 (no guidance) to {MAX_GUIDANCE:g}, got {g!r}."
+                )
+        if self.fit not in FITS:
+            raise EveditError(f"Unknown --fit {self.fit!r}; choose one of: {', '.join(FITS)}.")
+        if not isinstance(self.task, str) or not self.task.strip():
+            raise EveditError("--task must be 'auto' or a task name.")
+        if self.caption is not None and (not isinstance(self.caption, str) or not self.caption.strip()):
+            raise EveditError("The caption is empty; give a description of the edited video or leave it out.")
+        return replace(self, editor=editor, task=self.task.strip())
+
+    def resolved(self, model_window: int, max_window: int) -> "EditOptions":
+        """Fill the model-dependent defaults: steps, guidance, window and overlap.
+
+        ``model_window``: the window the video adapter was trained on; ``max_window``: the most
+        frames its temporal position embeddings cover (a longer window cannot run)."""
+        window = self.window if self.window is not None else min(model_window, max_window)
+        if window > max_window:
+            raise EveditError(
+                f"--window {window} is longer than this model's temporal layers cover ({max_window} frames)."
+            )
+        overlap = self.overlap if self.overlap is not None else min(1, window - 1)
+        if overlap >= window:
+            raise EveditError(
+                f"--overlap must be smaller than --window, got overlap {overlap} and window {window}."
+            )
+        return replace(
+            self, window=window, overlap=overlap,
+            steps=self.steps or DEFAULT_STEPS[self.editor],
+            guidance=self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.editor],
+            first_frame_steps=self.first_frame_steps or FIRST_FRAME_STEPS,
+        )
+
+
+def canonical_editor(name: str) -> str:
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in EDITORS:
+        raise EveditError(f"Unknown editor {name!r}; choose one of: {', '.join(EDITORS)}.")
+    return key
+
+
+def check_instruction(instruction: object) -> str:
+    """The instruction, stripped; empty or whitespace is an error (long text only warns later)."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise EveditError("The instruction is empty; say what to change, e.g. \"make the circle red\".")
+    return instruction.strip()
+
+
+def _int_in(name: str, value, low: int, high: int | None, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and value >= low and (high is None or value <= high):
+        return
+    bound = f"from {low} to {high}" if high is not None else f"{low} or more"
+    raise EveditError(f"{name} must be a whole number {bound}, got {value!r}.")
+
+
+def check_device(name: str | None):
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    import torch
+
+    text = "auto" if name is None else str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as exc:
+        raise EveditError(f"Unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps.") from exc
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EveditError(f"Device {name!r} was asked for but CUDA is not available on this machine.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise EveditError(f"Device {name!r} does not exist ({torch.cuda.device_count()} CUDA devices).")
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise EveditError(f"Device {name!r} was asked for but MPS is not available on this machine.")
+        return device
+    raise EveditError(f"Unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps.")

@@ -1,0 +1,217 @@
+"""Checkpoints without pickles: tensors in safetensors, structure and scalars in JSON.
+
+A checkpoint is the folder ``out/checkpoints/step_XXXXXX/``::
+
+    trainable.safetensors      weights of the trained modules, keyed "<module name>.<param>"
+    ema.safetensors            EMA shadow weights under the same keys (when EMA is on)
+    optimizer.safetensors/json optimizer state: tensors flattened, structure + scalars in JSON
+    scaler.json                fp16 GradScaler state (fp16 only)
+    rng_<rank>.safetensors/json every RNG of process <rank> (python, numpy, torch, cuda)
+    state.json                 step, samples seen (the data position), EMA scalars, seed
+    config.yaml                the resolved config
+
+accelerate's ``save_state`` would pickle the optimizer (``optimizer.bin``) and the RNG states
+(``random_states_0.pkl``), which the project's rule against pickles forbids, so the state is
+flattened here instead: :func:`save_tree` turns any nest of dicts/lists/tuples/tensors/scalars
+into one safetensors file (the tensors, by path) plus one JSON file (the structure, tensors
+replaced by their key). Folders are written under a temporary name and renamed into place, so a
+crash mid-write never leaves a half checkpoint where resume would find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import EveditError
+from ..models.folder import refuse_pickles
+
+STEP_DIR = re.compile(r"^step_(\d{6,})$")
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"step_{step:06d}"
+
+
+# ---- trees: nested python state <-> (safetensors, json) ---------------------------------------
+def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous()
+        return {"tensor": path}
+    if isinstance(obj, dict):  # keys kept with their type (optimizer state is keyed by int)
+        return {"dict": [[k, _flatten(v, f"{path}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        kind = "list" if isinstance(obj, list) else "tuple"
+        return {kind: [_flatten(v, f"{path}.{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}
+    raise TypeError(f"cannot store {type(obj).__name__} at '{path}' in a checkpoint")
+
+
+def _unflatten(node: dict, tensors: dict[str, torch.Tensor]) -> Any:
+    (kind, body), = node.items()
+    if kind == "tensor":
+        return tensors[body]
+    if kind == "dict":
+        return {k: _unflatten(v, tensors) for k, v in body}
+    if kind == "list":
+        return [_unflatten(v, tensors) for v in body]
+    if kind == "tuple":
+        return tuple(_unflatten(v, tensors) for v in body)
+    return body
+
+
+def save_tree(folder: Path, name: str, obj: Any) -> None:
+    """Write ``obj`` as ``<name>.json`` (structure) and ``<name>.safetensors`` (its tensors, if any)."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(obj, name, tensors)
+    (folder / f"{name}.json").write_text(json.dumps(skeleton), encoding="utf-8")
+    if tensors:
+        save_file(tensors, str(folder / f"{name}.safetensors"))
+
+
+def load_tree(folder: Path, name: str, device: torch.device | str = "cpu") -> Any:
+    skeleton = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    weights = folder / f"{name}.safetensors"
+    tensors = load_file(str(weights), device=str(device)) if weights.is_file() else {}
+    return _unflatten(skeleton, tensors)
+
+
+# ---- module weights ----------------------------------------------------------------------------
+def save_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """The state dicts of ``modules`` in one safetensors file, keyed ``"<module>.<key>"``."""
+    flat = {
+        f"{name}.{key}": value.detach().cpu().contiguous()
+        for name, module in modules.items() for key, value in module.state_dict().items()
+    }
+    save_file(flat, str(path))
+
+
+def load_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
+    flat = load_file(str(path))
+    for name, module in modules.items():
+        prefix = f"{name}."
+        state = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+        module.load_state_dict(state, strict=True)
+
+
+# ---- random number generators ------------------------------------------------------------------
+def rng_state() -> dict:
+    """Every global RNG of this process (numpy's key array stored as int64: safetensors-friendly)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ---- folders -----------------------------------------------------------------------------------
+def temp_dir(root: Path, step: int) -> Path:
+    """The temporary folder a checkpoint is written into (same name on every process)."""
+    return Path(root) / f".tmp-step_{step:06d}"
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename a fully written ``tmp`` to ``final`` (replacing an older folder of that step)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first (temporary folders are ignored)."""
+    if not Path(root).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(root).iterdir()
+             if p.is_dir() and (m := STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(root: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``keep=0`` keeps all)."""
+    if keep <= 0:
+        return
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EveditError(f"Checkpoint '{folder}' is unreadable ({exc}); delete it to resume from an older one.") from None
+
+
+# ---- what a checkpoint restores ----------------------------------------------------------------
+@dataclass
+class TrainState:
+    """The trained modules (by name), their named parameters, the optimizer, EMA and fp16 scaler."""
+
+    modules: dict[str, torch.nn.Module]
+    params: list[tuple[str, torch.nn.Parameter]]
+    optimizer: Any
+    ema: Any = None  # diffusers EMAModel over ``params``, or None
+    scaler: Any = None  # torch GradScaler (fp16 only), or None
+
+    def save(self, folder: Path, meta: dict, config_text: str) -> None:
+        """Write everything but the RNG states into ``folder``; ``state.json`` (``meta``) last."""
+        save_weights(folder / "trainable.safetensors", self.modules)
+        ema_meta = None
+        if self.ema is not None:
+            ema_meta = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
+            shadows = {name: s.detach().cpu().contiguous() for (name, _), s in zip(self.params, self.ema.shadow_params)}
+            save_file(shadows, str(folder / "ema.safetensors"))
+        save_tree(folder, "optimizer", self.optimizer.state_dict())
+        if self.scaler is not None:
+            save_tree(folder, "scaler", self.scaler.state_dict())
+        (folder / "config.yaml").write_text(config_text, encoding="utf-8")
+        (folder / "state.json").write_text(json.dumps({**meta, "ema": ema_meta}, indent=1), encoding="utf-8")
+
+    def load(self, folder: Path, stage_name: str, device: torch.device | str) -> dict:
+        """Restore from ``folder`` (pickles refused); returns its ``state.json``."""
+        refuse_pickles(folder)
+        meta = read_state(folder)
+        if meta.get("stage") != stage_name:
+            raise EveditError(f"Checkpoint '{folder}' is from stage '{meta.get('stage')}', not '{stage_name}'.")
+        load_weights(folder / "trainable.safetensors", self.modules)
+        if self.ema is not None and meta.get("ema") and (folder / "ema.safetensors").is_file():
+            shadows = load_file(str(folder / "ema.safetensors"), device=str(device))
+            self.ema.load_state_dict({**meta["ema"], "shadow_params": [shadows[n] for n, _ in self.params]})
+        self.optimizer.load_state_dict(load_tree(folder, "optimizer"))  # torch moves it to the params
+        if self.scaler is not None and (folder / "scaler.json").is_file():
+            self.scaler.load_state_dict(load_tree(folder, "scaler"))
+        return meta

@@ -1,0 +1,78 @@
+"""FDD settings: every choice the paper leaves open is a named, documented field.
+
+Paper values (EVE sections 3-4): k = 3 rollout steps with K-bin timesteps, alpha = beta = 0.5,
+lambda = 2.5, 1000 SDS-only iterations then 500 with the adversarial losses, batch 64, lr 1e-5.
+Not given by the paper, decided here (see each field): c(t), the SDS timestep range, teacher
+guidance scales, the DDIM steps of the teachers' "real" generations, the discriminator's feature
+network, head width, learning rate and update ratio, R1, the generator-loss form, LoRA rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ABLATIONS = ("none", "no-sds", "no-adv", "no-kbin", "random-init")
+
+
+@dataclass
+class FDDConfig:
+    model: str = "shapeworld"  # model folder or preset holding the pretrained parts (teachers)
+    # --- schedule of training (paper: 1000 SDS-only + 500 SDS+adversarial) ---
+    steps_sds: int = 1000
+    steps_adv: int = 500
+    batch_size: int = 2  # clips per step (paper: 64 on GPUs)
+    lr: float = 1e-5  # LoRA learning rate (paper: 1e-5, fixed, no warm-up)
+    disc_lr: float = 1e-4  # discriminator heads (not given; ADD-like)
+    lora_rank: int = 8  # not given by the paper
+    # --- student rollout ---
+    k: int = 3  # rollout steps (paper: 3, "the most that fits in memory")
+    timesteps: str = "kbin"  # "kbin" (paper) or "fixed" (the w/o K-Bin ablation)
+    kbin_first: str = "max"  # first step at T-1 (pure noise at zero terminal SNR) or "random" in bin 1
+    grad_checkpointing: bool = False  # recompute each rollout step in backward to save memory
+    # --- SDS ---
+    alpha: float = 0.5  # weight of the edit teacher's terms
+    beta: float = 0.5  # weight of the video teacher's terms
+    lam: float = 2.5  # SDS weight relative to the adversarial term (ADD's lambda)
+    sds_weighting: str = "sigma"  # c(t); see evedit.losses.sds
+    sds_t_min: float = 0.02  # SDS timestep range as fractions of T (DreamFusion's U(0.02, 0.98))
+    sds_t_max: float = 0.98
+    edit_image_scale: float = 1.5  # edit teacher's ip2p image guidance (SDS and reals)
+    edit_text_scale: float = 3.0  # edit teacher's ip2p text guidance
+    video_scale: float = 2.0  # video teacher's caption CFG
+    # --- adversarial ---
+    real_steps: int = 10  # DDIM steps of the teachers' own generations ("real" samples)
+    bank_per_item: int = 2  # distinct teacher generations kept per alignment item (a fixed bank)
+    disc_t_max: int = 250  # discriminator inputs are noised to t ~ U[0, disc_t_max] (LADD)
+    disc_dim: int = 64  # head width
+    disc_levels: tuple[int, ...] = (1, 2, 3)  # backbone feature levels (3 = mid block)
+    r1_weight: float = 0.0  # ADD uses 1e-5 above 128 px; ShapeWorld latents are 16 px
+    g_form: str = "add"  # generator hinge form, see evedit.losses.adversarial
+    # --- data ---
+    data: dict = field(default_factory=lambda: {"kind": "shapeworld", "length": 512})
+    tasks: tuple[str, ...] = ("color", "texture", "shape", "add", "remove", "background",
+                              "grayscale", "invert", "brightness", "outline", "pixelate")
+    # --- bookkeeping ---
+    ablation: str = "none"
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 250
+    ckpt_every: int = 100
+    out: str = "runs/align"
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_sds + self.steps_adv
+
+    def effective(self) -> "FDDConfig":
+        """The config with its ablation applied (EVE Table 2)."""
+        from dataclasses import replace
+
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {self.ablation!r}; choose from {ABLATIONS}")
+        if self.ablation == "no-kbin":
+            return replace(self, timesteps="fixed")
+        if self.ablation == "no-adv":  # SDS only, same number of steps
+            return replace(self, steps_sds=self.total_steps, steps_adv=0)
+        if self.ablation == "no-sds":  # adversarial only, from the first step
+            return replace(self, lam=0.0, steps_sds=0, steps_adv=self.total_steps)
+        return self

@@ -1,0 +1,184 @@
+"""The FDD iteration as named steps: rollout, SDS terms, ``generator_step``, ``critic_step``.
+
+Generator (only the LoRA trains, EVE section 3.1):
+    L_G = alpha (L_G-Edit + lam L_SDS-Edit) + beta (L_G-Video + lam L_SDS-Video)
+Critic (only the discriminator heads train):
+    L_D = alpha L_D-Edit + beta L_D-Video
+The adversarial terms join after ``steps_sds`` SDS-only iterations (the paper's curriculum).
+Weights are applied here and nowhere else; the loss functions are pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch.utils.checkpoint import checkpoint
+
+from ...diffusion import ddim_sample, fixed_timesteps, kbin_timesteps
+from ...losses import hinge_d_loss, hinge_g_loss, r1_penalty, sds_loss, sds_weight
+from ...models import EVEModel
+from ...models.guided import edit_teacher_guided, text_guided
+from .config import FDDConfig
+from .teachers import AlignBatch
+
+
+@dataclass
+class FDDState:
+    """Everything one iteration touches."""
+
+    cfg: FDDConfig
+    teacher: EVEModel  # frozen teachers (and, unless random-init, the student's parts)
+    student: EVEModel  # holds the LoRA (the same object as ``teacher`` except for random-init)
+    d_edit: torch.nn.Module | None
+    d_video: torch.nn.Module | None
+    g_opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer | None
+    generator: torch.Generator  # CPU generator for every random draw of the iteration
+
+
+def rollout_timesteps(cfg: FDDConfig, generator: torch.Generator, T: int = 1000) -> list[int]:
+    """K-bin timesteps (or fixed ones for the ablation); the first is T-1 unless kbin_first=random."""
+    if cfg.timesteps == "fixed":
+        return fixed_timesteps(cfg.k, T)
+    steps = kbin_timesteps(cfg.k, T, generator)
+    if cfg.kbin_first == "max":
+        steps[0] = T - 1
+    return steps
+
+
+def student_rollout(state: FDDState, ab: AlignBatch, timesteps: list[int]) -> torch.Tensor:
+    """The student edits the clip from pure noise in k DDIM steps, keeping the graph of all steps."""
+    student, cond = state.student.denoiser("student"), ab.student_cond()
+    fn = (lambda x, t: checkpoint(student, x, t, cond, use_reentrant=False)) \
+        if state.cfg.grad_checkpointing else (lambda x, t: student(x, t, cond))
+    noise = torch.randn(ab.source.shape, generator=state.generator).to(ab.source.device)
+    return ddim_sample(fn, noise, timesteps, state.student.schedule)
+
+
+def sds_term(state: FDDState, x0: torch.Tensor, teacher_fn) -> torch.Tensor:
+    """Re-noise the student's output and score it with a frozen teacher (no grad into it)."""
+    cfg, schedule = state.cfg, state.teacher.schedule
+    T = schedule.num_train_timesteps
+    b = x0.shape[0]
+    t = torch.randint(int(cfg.sds_t_min * T), int(cfg.sds_t_max * T), (b,), generator=state.generator)
+    t = t.to(x0.device)
+    noise = torch.randn(x0.shape, generator=state.generator).to(x0.device)
+    x_t = schedule.add_noise(x0.detach(), noise, t)
+    with torch.no_grad():
+        _, eps_hat = schedule.split(teacher_fn(x_t, t), x_t, t)
+    return sds_loss(x0, eps_hat, noise, sds_weight(cfg.sds_weighting, schedule.alpha_bar(t, x0)))
+
+
+def edit_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
+    teacher, cond, c = state.teacher.denoiser("edit"), ab.edit_cond(), state.cfg
+    return sds_term(state, x0, lambda x, t: edit_teacher_guided(
+        teacher, x, t, cond, ab.null, c.edit_image_scale, c.edit_text_scale))
+
+
+def video_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
+    teacher, cond = state.teacher.denoiser("video"), ab.video_cond()
+    return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.video_scale))
+
+
+def _disc_noise(state: FDDState, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """LADD: discriminator inputs are noised to a small timestep (same t for real and fake)."""
+    noise = torch.randn(x.shape, generator=state.generator).to(x.device)
+    return state.teacher.schedule.add_noise(x, noise, t)
+
+
+def _disc_t(state: FDDState, b: int, device) -> torch.Tensor:
+    return torch.randint(0, state.cfg.disc_t_max + 1, (b,), generator=state.generator).to(device)
+
+
+def d_edit_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """D_e on every frame of ``clip`` (B, C, F, h, w) with its own input frame -> (B*F,)."""
+    frames = clip.shape[2]
+    x = rearrange(_disc_noise(state, clip, t), "b c f h w -> (b f) c h w")
+    rep = lambda v: v.repeat_interleave(frames, 0)  # noqa: E731
+    if ab.source_feats is None:  # the clean input frames' features, once per batch
+        src = rearrange(ab.source, "b c f h w -> (b f) c h w")
+        ab.source_feats = state.d_edit.source_features(src, rep(ab.caption))
+    return state.d_edit(x, ab.source_feats, rep(t), rep(ab.caption), rep(ab.instruction))
+
+
+def d_video_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return state.d_video(_disc_noise(state, clip, t), t, ab.caption, ab.caption_pooled)
+
+
+def adversarial_phase(state: FDDState, step: int) -> bool:
+    return step >= state.cfg.steps_sds and state.d_edit is not None
+
+
+def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str, float], torch.Tensor]:
+    """One LoRA update; returns the logged terms and the (detached) student output."""
+    cfg = state.cfg
+    x0 = student_rollout(state, ab, rollout_timesteps(cfg, state.generator))
+    terms = {}
+    if cfg.lam > 0:
+        terms["sds_edit"], terms["sds_video"] = edit_sds(state, ab, x0), video_sds(state, ab, x0)
+    if adversarial_phase(state, step):
+        t = _disc_t(state, x0.shape[0], x0.device)
+        terms["g_edit"] = hinge_g_loss(d_edit_logits(state, ab, x0, t), cfg.g_form)
+        terms["g_video"] = hinge_g_loss(d_video_logits(state, ab, x0, t), cfg.g_form)
+    zero = x0.new_zeros(())
+    total = (cfg.alpha * (terms.get("g_edit", zero) + cfg.lam * terms.get("sds_edit", zero))
+             + cfg.beta * (terms.get("g_video", zero) + cfg.lam * terms.get("sds_video", zero)))
+    state.g_opt.zero_grad(set_to_none=True)
+    total.backward()
+    params = [p for group in state.g_opt.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
+    state.g_opt.step()
+    logs = {k: float(v.detach()) for k, v in terms.items()}
+    logs.update(g_total=float(total.detach()), g_grad_norm=float(grad_norm))
+    return logs, x0.detach()
+
+
+def critic_step(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str, float]:
+    """One update of the discriminator heads: teachers' generations are real, the student's fake."""
+    cfg = state.cfg
+    t = _disc_t(state, fake.shape[0], fake.device)
+    losses = {}
+    for name, logits_fn, real, weight in (("edit", d_edit_logits, ab.edit_real, cfg.alpha),
+                                          ("video", d_video_logits, ab.video_real, cfg.beta)):
+        real_logits, fake_logits = _real_and_fake(state, ab, logits_fn, real, fake, t)
+        losses[f"d_{name}"] = weight * hinge_d_loss(real_logits, fake_logits)
+        losses[f"d_{name}_real"] = real_logits.detach().mean()
+        losses[f"d_{name}_fake"] = fake_logits.detach().mean()
+    total = losses["d_edit"] + losses["d_video"]
+    if cfg.r1_weight > 0:
+        total = total + cfg.r1_weight * _r1(state, ab, t)
+    state.d_opt.zero_grad(set_to_none=True)
+    total.backward()
+    params = [p for group in state.d_opt.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
+    state.d_opt.step()
+    logs = {k: float(v.detach()) for k, v in losses.items()}
+    logs.update(d_total=float(total.detach()), d_grad_norm=float(grad_norm))
+    return logs
+
+
+def _real_and_fake(state: FDDState, ab: AlignBatch, logits_fn, real, fake, t):
+    """Real and fake through the discriminator in one batched call (same noise level t)."""
+    b = real.shape[0]
+    doubled = AlignBatch(**{**ab.__dict__, **{k: _twice(getattr(ab, k)) for k in _BATCHED}})
+    doubled.source_feats = None if ab.source_feats is None else [torch.cat([f, f]) for f in ab.source_feats]
+    logits = logits_fn(state, doubled, torch.cat([real, fake]), torch.cat([t, t]))
+    per_item = logits.shape[0] // (2 * b)
+    return logits[: b * per_item], logits[b * per_item:]
+
+
+_BATCHED = ("source", "caption", "caption_pooled", "instruction", "task")
+
+
+def _twice(x):
+    return None if x is None else torch.cat([x, x])
+
+
+def _r1(state: FDDState, ab: AlignBatch, t: torch.Tensor) -> torch.Tensor:
+    """R1 on the real inputs of both discriminators (here: their noised latents)."""
+    real_e = ab.edit_real.clone().requires_grad_(True)
+    real_v = ab.video_real.clone().requires_grad_(True)
+    pen = r1_penalty(d_edit_logits(state, ab, real_e, t), [real_e])
+    return pen + r1_penalty(d_video_logits(state, ab, real_v, t), [real_v])

@@ -1,0 +1,141 @@
+"""Conditioning for one alignment batch, and the frozen teachers' own generations.
+
+Per item: the input clip's latents (the edit adapter's condition), the output caption (backbone),
+the instruction and task (edit adapter), and the first frame edited by the edit teacher (video
+adapter condition, EVE section 4). The "real" samples of the discriminators are the teachers'
+generations from noise for the same conditioning (EVE section 3.2): the edit teacher's per-frame
+edits, and the video teacher's clip from the edited first frame. They are kept in a fixed bank of
+``bank_per_item`` generations per item, each made from noise seeded by (seed, item, slot), so a
+resumed run sees exactly the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...diffusion import ddim_sample, ddim_timesteps
+from ...models import Conditioning, EVEModel
+from ...models.codec import encode_video
+from ...models.guided import edit_teacher_guided, text_guided
+from .config import FDDConfig
+
+
+@dataclass
+class AlignBatch:
+    """One batch, ready for the student and the teachers."""
+
+    source: torch.Tensor  # (B, C, F, h, w) input clip latents (the edit adapter's condition)
+    caption: torch.Tensor  # (B, L, D) output caption
+    caption_pooled: torch.Tensor  # (B, Dp)
+    instruction: torch.Tensor  # (B, L, D)
+    task: torch.Tensor  # (B,)
+    null: torch.Tensor  # (1, L, D) the empty text
+    first_frame: torch.Tensor | None = None  # (B, C, h, w) edit teacher's first-frame edit
+    edit_real: torch.Tensor | None = None  # (B, C, F, h, w) edit teacher's per-frame edits
+    video_real: torch.Tensor | None = None  # (B, C, F, h, w) video teacher's clip
+    source_feats: list | None = None  # D_e's features of the clean input frames (cached)
+
+    def edit_cond(self) -> Conditioning:
+        return Conditioning(caption=self.caption, instruction=self.instruction, source=self.source,
+                            task=self.task)
+
+    def video_cond(self) -> Conditioning:
+        return Conditioning(caption=self.caption, first_frame=self.first_frame)
+
+    def student_cond(self) -> Conditioning:
+        return Conditioning(caption=self.caption, instruction=self.instruction, source=self.source,
+                            task=self.task, first_frame=self.first_frame)
+
+
+def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
+    """Encode clips and texts of a collated alignment batch (no teacher calls yet)."""
+    device = model.unet.device
+    with torch.no_grad():
+        source = encode_video(model.vae, batch["clip"].to(device))
+        caption = model.text_encoder(list(batch["output_caption"]))
+        instruction = model.text_encoder(list(batch["instruction"])).hidden_states
+        null = model.text_encoder([""]).hidden_states
+    if model.spec.prompt_routing == "instruction":
+        caption = model.text_encoder(list(batch["instruction"]))
+    return AlignBatch(source=source, caption=caption.hidden_states, caption_pooled=caption.pooled,
+                      instruction=instruction, task=batch["task"].to(device), null=null)
+
+
+def _noise(shape, seeds: list[int], device, first_frame: int = 0) -> torch.Tensor:
+    """Noise (B, C, F, h, w) seeded per item and per frame, so a generation depends neither on the
+    batch's composition nor on how many frames are generated at once."""
+    _, c, f, h, w = shape
+    items = []
+    for s in seeds:
+        frames = [torch.randn(c, h, w, generator=torch.Generator().manual_seed(s * 1009 + first_frame + j))
+                  for j in range(f)]
+        items.append(torch.stack(frames, dim=1))  # (C, F, h, w)
+    return torch.stack(items).to(device)
+
+
+@torch.no_grad()
+def edit_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int],
+                          frames: slice = slice(None)) -> torch.Tensor:
+    """Per-frame edits from noise by the edit teacher (ip2p dual guidance, DDIM)."""
+    cond = ab.edit_cond()
+    cond = cond.replace(source=cond.source[:, :, frames])
+    shape = cond.source.shape[:1] + (model.unet.config.in_channels,) + cond.source.shape[2:]
+    teacher = model.denoiser("edit")
+
+    def fn(x, t):
+        return edit_teacher_guided(teacher, x, t, cond, ab.null, cfg.edit_image_scale, cfg.edit_text_scale)
+
+    first = frames.start or 0
+    return ddim_sample(fn, _noise(shape, seeds, ab.source.device, first),
+                       ddim_timesteps(cfg.real_steps), model.schedule)
+
+
+@torch.no_grad()
+def video_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
+    """A clip from noise by the video teacher, from the edited first frame and the caption."""
+    teacher, cond = model.denoiser("video"), ab.video_cond()
+
+    def fn(x, t):
+        return text_guided(teacher, x, t, cond, ab.null, cfg.video_scale)
+
+    return ddim_sample(fn, _noise(ab.source.shape, seeds, ab.source.device),
+                       ddim_timesteps(cfg.real_steps), model.schedule)
+
+
+class TeacherBank:
+    """Memoised teacher generations per (item, slot): first frame, edit real, video real."""
+
+    def __init__(self, model: EVEModel, cfg: FDDConfig):
+        self.model, self.cfg = model, cfg
+        self.store: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def _seeds(self, indices: list[int], slot: int, salt: int) -> list[int]:
+        return [(((self.cfg.seed * 1_000_003 + int(i)) * 31 + slot) * 7 + salt) % (2**31 - 1)
+                for i in indices]
+
+    def fill(self, ab: AlignBatch, indices: list[int], step: int, with_reals: bool) -> AlignBatch:
+        """Attach the first-frame edit (always) and the reals (adversarial phase) to ``ab``."""
+        slot = step % max(1, self.cfg.bank_per_item)
+        keys = [(int(i), slot) for i in indices]
+        need = [k for k in keys if k not in self.store or (with_reals and "video_real" not in self.store[k])]
+        if need:
+            self._generate(ab, keys, slot, with_reals)
+        ab.first_frame = torch.stack([self.store[k]["first_frame"] for k in keys])
+        if with_reals:
+            ab.edit_real = torch.stack([self.store[k]["edit_real"] for k in keys])
+            ab.video_real = torch.stack([self.store[k]["video_real"] for k in keys])
+        return ab
+
+    def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
+        indices = [k[0] for k in keys]
+        frames = slice(None) if with_reals else slice(0, 1)
+        edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
+        ab.first_frame = edits[:, :, 0]
+        video = video_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 1)) if with_reals else None
+        for j, key in enumerate(keys):
+            entry = {"first_frame": edits[j, :, 0].cpu()}
+            if with_reals:
+                entry.update(edit_real=edits[j].cpu(), video_real=video[j].cpu())
+            self.store[key] = {k: v.to(ab.source.device) for k, v in entry.items()}

@@ -1,0 +1,148 @@
+"""Stage ``t2i``: train the backbone ``UNet2DConditionModel`` on (image, caption) pairs.
+
+The codec (from ``vae_path``, trained by stage ``codec``) and the MiniLM text encoder are frozen.
+Objective: the project's one noise schedule (:class:`~evedit.diffusion.NoiseSchedule`,
+v-prediction at zero terminal SNR): ``x0 = codec latent x scaling_factor``, uniform ``t``, MSE to
+``schedule.target``. 10% of captions are dropped to "" so the model also learns the unconditional
+prediction classifier-free guidance needs (Ho & Salimans 2022). Evaluation: validation loss on
+fixed items and draws; samples: DDIM generations with CFG for fixed validation captions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+from torch.utils.data import default_collate
+
+from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
+from ...errors import EveditError
+from ...io import write_image
+from ...losses import denoising_loss
+from ...models.presets import SHAPEWORLD_UNET
+from ..config import structured
+from ..data import DataConfig, image_caption_dataset
+from .common import drop_texts, grid, load_vae, text_encoder, to_uint8
+
+
+@dataclass
+class T2IConfig:
+    vae_path: str = "runs/codec/export/vae"  # the trained codec (an export folder holding vae/ works too)
+    data: DataConfig = field(default_factory=DataConfig)  # (image, caption) pairs
+    caption_dropout: float = 0.1  # share of captions replaced by "" (for classifier-free guidance)
+    eval_items: int = 64  # validation items in the validation loss
+    eval_batch_size: int = 32  # items per forward pass in evaluate (memory, not results)
+    sample_items: int = 8  # generations per sample grid (fixed validation captions)
+    sample_steps: int = 25  # DDIM steps of the sample grids
+    guidance: float = 4.0  # CFG scale of the sample grids; moderate for a tiny model
+    seed: int = 0  # draws of the validation loss and the sample noise
+
+
+def resolve_vae_folder(path: str | Path) -> Path:
+    """``path`` itself, or its ``vae/`` subfolder when given a codec export folder."""
+    folder = Path(path)
+    return folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
+
+
+class T2IStage:
+    name = "t2i"
+
+    def __init__(self, config: T2IConfig | None = None):
+        self.config = config or T2IConfig()
+        self.vae = load_vae(resolve_vae_folder(self.config.vae_path))
+        self.text = text_encoder()
+        self.unet = UNet2DConditionModel(**SHAPEWORLD_UNET)
+        self.schedule = NoiseSchedule()
+        self._val: dict | None = None
+
+    @classmethod
+    def from_config(cls, data: dict) -> "T2IStage":
+        return cls(structured(T2IConfig, data, "stage section for 't2i'"))
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.unet]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet, "vae": self.vae, "text": self.text}
+
+    def dataset(self, split: str):
+        data = image_caption_dataset(self.config.data, split)
+        if not getattr(getattr(data, "dataset", data), "has_captions", True):
+            raise EveditError(f"Stage t2i needs captions, but '{self.config.data.path}' has no captions table.")
+        return data
+
+    # ---- loss ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(B, 3, H, W) pixels -> (B, 4, H/4, W/4) scaled latents (a posterior sample)."""
+        return self.vae.encode(images).latent_dist.sample(generator) * self.vae.config.scaling_factor
+
+    def diffusion_loss(self, images, captions: list[str], generator) -> torch.Tensor:
+        device = self.unet.device
+        x0 = self.encode(images.to(device), generator)
+        text = self.text(captions).hidden_states  # (B, 32, 384)
+        n = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
+        out = self.unet(self.schedule.add_noise(x0, noise, t), t, text).sample
+        return denoising_loss(out, self.schedule.target(x0, noise, t))
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        captions = list(batch["caption"])
+        dropped = torch.rand(len(captions), generator=generator) < self.config.caption_dropout
+        return {"loss": self.diffusion_loss(batch["image"], drop_texts(captions, dropped), generator)}
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    def _val_batch(self) -> dict:
+        if self._val is None:  # fixed items: figures are comparable across steps
+            data = self.dataset("val")
+            n = max(self.config.eval_items, self.config.sample_items)
+            self._val = default_collate([data[i] for i in range(min(n, len(data)))])
+        return self._val
+
+    @torch.no_grad()
+    def evaluate(self, batches: int | None = None) -> dict[str, float]:
+        batch, c = self._val_batch(), self.config
+        g = torch.Generator().manual_seed(c.seed)
+        images, captions = batch["image"][: c.eval_items], list(batch["caption"][: c.eval_items])
+        losses = [self.diffusion_loss(chunk, captions[i: i + len(chunk)], g) * len(chunk)
+                  for i, chunk in zip(range(0, len(images), c.eval_batch_size), images.split(c.eval_batch_size))]
+        return {"val_loss": float(torch.stack(losses).sum() / len(images))}
+
+    @torch.no_grad()
+    def generate(self, captions: list[str], steps: int, size: int, seed: int = 0) -> torch.Tensor:
+        """DDIM with classifier-free guidance: captions -> (N, 3, size, size) pixels in [-1, 1]."""
+        device, n = self.unet.device, len(captions)
+        cond = self.text(captions).hidden_states
+        null = self.text([""]).hidden_states.expand(n, -1, -1)
+        both = torch.cat([cond, null])
+
+        def model_fn(x, t):
+            c_out, u_out = self.unet(torch.cat([x, x]), torch.cat([t, t]), both).sample.chunk(2)
+            return cfg(u_out, c_out, self.config.guidance)
+
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        shape = (n, self.unet.config.in_channels, size // factor, size // factor)
+        x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        z = ddim_sample(model_fn, x_T, ddim_timesteps(steps), self.schedule)
+        return self.vae.decode(z / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample(self, out_dir: Path, step: int) -> list[Path]:
+        batch, c = self._val_batch(), self.config
+        captions = list(batch["caption"][: c.sample_items])
+        images = self.generate(captions, c.sample_steps, batch["image"].shape[-1], c.seed)
+        pixels = list(to_uint8(images))
+        cols = (len(pixels) + 1) // 2 if len(pixels) > 4 else len(pixels)
+        rows = [pixels[i: i + cols] for i in range(0, len(pixels), cols)]
+        path = Path(out_dir) / f"t2i_{step:06d}.png"
+        write_image(path, grid(rows))
+        lines = [f"row {i // cols + 1}, column {i % cols + 1}: {text}" for i, text in enumerate(captions)]
+        path.with_suffix(".txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return [path, path.with_suffix(".txt")]
+
+    def export(self, folder: Path) -> None:
+        self.unet.save_pretrained(Path(folder) / "unet", safe_serialization=True)

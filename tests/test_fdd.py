@@ -1,0 +1,122 @@
+"""Factorized Diffusion Distillation: losses with known answers, the steps, smoke runs, resume."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from evedit.cli import main
+from evedit.losses import hinge_d_loss, hinge_g_loss, sds_loss, sds_weight
+from evedit.models.lora import lora_parameters
+from evedit.training.fdd import ABLATIONS, FDDConfig, align
+from evedit.training.fdd.steps import rollout_timesteps
+from model_utils import tiny_model
+
+TINY = dict(steps_sds=1, steps_adv=1, batch_size=1, real_steps=1, bank_per_item=1, k=2,
+            data={"kind": "shapeworld", "length": 4, "frames": 2}, sample_every=0, ckpt_every=1,
+            log_every=1, disc_dim=16)
+
+
+def world_model(minilm):
+    from evedit.world import TASKS
+
+    return tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
+
+
+@pytest.fixture
+def teacher(minilm):
+    return world_model(minilm)
+
+
+def test_sds_gradient_equals_its_analytic_form():
+    x0 = torch.randn(2, 4, 3, 5, 5, requires_grad=True)
+    eps_hat, noise = torch.randn(2, 4, 3, 5, 5), torch.randn(2, 4, 3, 5, 5)
+    alpha_bar = torch.tensor([0.3, 0.9]).view(2, 1, 1, 1, 1)
+    for kind, want_w in (("sigma", (1 - alpha_bar).sqrt()), ("sigma2", 1 - alpha_bar),
+                         ("uniform", torch.ones_like(alpha_bar))):
+        x0.grad = None
+        w = sds_weight(kind, alpha_bar)
+        assert torch.allclose(w, want_w)
+        sds_loss(x0, eps_hat, noise, w).backward()
+        assert torch.allclose(x0.grad, want_w * (eps_hat - noise) / x0.numel(), atol=1e-7)
+
+
+def test_hinge_losses_have_the_right_signs():
+    good_real, good_fake = torch.full((4,), 2.0), torch.full((4,), -2.0)
+    assert hinge_d_loss(good_real, good_fake) == 0  # a confident, correct critic has no loss
+    assert hinge_d_loss(good_fake, good_real) == 6  # a wrong critic is penalised
+    fake = torch.zeros(4, requires_grad=True)
+    hinge_g_loss(fake).backward()
+    assert torch.all(fake.grad < 0), "the generator lowers its loss by raising D(fake)"
+    fake = torch.zeros(4, requires_grad=True)
+    real = torch.zeros(4, requires_grad=True)
+    hinge_d_loss(real, fake).backward()
+    assert torch.all(real.grad < 0) and torch.all(fake.grad > 0)
+
+
+def test_rollout_timesteps():
+    g = torch.Generator().manual_seed(0)
+    cfg = FDDConfig()
+    draws = {tuple(rollout_timesteps(cfg, g)) for _ in range(50)}
+    assert all(d[0] == 999 and 333 <= d[1] <= 666 and d[2] <= 333 for d in draws) and len(draws) > 40
+    assert rollout_timesteps(replace(cfg, timesteps="fixed"), g) == [999, 666, 332]
+    firsts = {rollout_timesteps(replace(cfg, kbin_first="random"), g)[0] for _ in range(20)}
+    assert len(firsts) > 1 and all(666 <= f <= 999 for f in firsts)
+
+
+def test_only_lora_and_heads_change(teacher, tmp_path):
+    cfg = FDDConfig(**TINY, out=str(tmp_path / "run"))
+    from evedit.training.fdd import Aligner
+
+    aligner = Aligner(cfg, teacher=teacher, progress=False)
+    before = {n: p.detach().clone() for n, p in teacher.named_parameters()}
+    heads = {id(p) for p in aligner.state.d_opt.param_groups[0]["params"]}
+    head_before = [p.detach().clone() for p in aligner.state.d_opt.param_groups[0]["params"]]
+    aligner.fit()
+    lora = {id(p) for p in lora_parameters(teacher.motion_unet)}
+    changed = [n for n, p in teacher.named_parameters()
+               if n in before and not torch.equal(before[n], p)]
+    assert changed, "the LoRA must train"
+    assert all("lora_" in n for n in changed), changed
+    params = dict(teacher.named_parameters())
+    assert all(id(params[n]) in lora for n in changed)
+    after = aligner.state.d_opt.param_groups[0]["params"]
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, after)) and heads
+    assert (tmp_path / "run" / "model" / "lora" / "alignment_lora.safetensors").is_file()
+
+
+def test_resume_continues_exactly(teacher, tmp_path, minilm):
+    cfg = FDDConfig(**{**TINY, "steps_sds": 2}, out=str(tmp_path / "full"))
+    align(cfg, teacher=teacher, progress=False)
+    full = [p.detach().clone() for p in lora_parameters(teacher.motion_unet)]
+
+    second = world_model(minilm)
+    cut = replace(cfg, out=str(tmp_path / "cut"), steps_sds=2, steps_adv=0)
+    align(cut, teacher=second, progress=False)  # stops after 2 of 3 steps
+    third = world_model(minilm)
+    align(replace(cfg, out=str(tmp_path / "cut")), resume=True, teacher=third, progress=False)
+    resumed = lora_parameters(third.motion_unet)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, resumed))
+
+
+@pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
+def test_each_ablation_runs(teacher, tmp_path, ablation):
+    folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,
+                   progress=False)
+    assert (folder / "evedit_model.json").is_file()
+
+
+def test_align_cli_smoke_and_errors(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    recipe = tmp_path / "align.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "data": TINY["data"]}))
+    code = main(["align", "--config", str(recipe), "--out", str(tmp_path / "cli"), "--max-steps", "2",
+                 "--quiet"])
+    assert code == 0
+    assert "aligned model:" in capsys.readouterr().out
+    code = main(["align", "--config", str(recipe), "--out", str(tmp_path / "cli"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "already holds" in err
+    code = main(["align", "--config", str(recipe), "--ablation", "bogus", "--out", str(tmp_path / "b")])
+    assert code == 1 and "Unknown ablation" in capsys.readouterr().err
