@@ -168,7 +168,7 @@ def main() -> None:
 
 
 def write(rows) -> None:
-    base_f, base_b = rows[0][2], rows[0][4]
+    base_b = rows[0][4]  # composed f+b of the bare backbone
     lines = [
         f"# Denoiser cost, {BATCH} clips x {FRAMES} frames of 16x16x4 latents (ShapeWorld preset)",
         "",

@@ -14,7 +14,6 @@ Where the input frame enters (``cond_space``):
 
 from __future__ import annotations
 
-import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 from torch import nn
 

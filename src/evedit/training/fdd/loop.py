@@ -7,7 +7,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
