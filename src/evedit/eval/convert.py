@@ -15,15 +15,13 @@ checked against the released file, which could not be downloaded here.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from ..atomic import replace_folder
 from ..errors import EveditError
 from .viclip import CONFIG_FILE, WEIGHTS_FILE, ViCLIP, ViCLIPConfig
 
@@ -102,17 +100,11 @@ def convert_viclip(src: str | Path, out: str | Path, tokenizer: str | Path | Non
         raise EveditError(f"'{src}' does not match the ViCLIP layout: missing {sorted(missing)[:3]}, "
                           f"unexpected {sorted(unexpected)[:3]}.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         if not _copy_tokenizer(tokenizer, tmp):
             warnings.warn(f"No CLIP tokenizer found at {tokenizer!r}: copy vocab.json and merges.txt of "
-                          f"{DEFAULT_TOKENIZER} into '{out}' before scoring text.", stacklevel=2)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+                          f"{DEFAULT_TOKENIZER} into '{out}' before scoring text.", stacklevel=4)
+
+    return replace_folder(out, write)

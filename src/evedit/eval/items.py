@@ -10,9 +10,6 @@ submission layout (``{subset}/{video}/{task}/00000.jpg ...``); ShapeWorld keys a
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import replace_folder
 from ..errors import EveditError
 from ..io import VIDEO_EXTENSIONS, read_video
 
@@ -81,19 +79,12 @@ def read_output(root: Path, key: str) -> np.ndarray:
 def save_output(root: Path, key: str, frames: np.ndarray, ext: str = ".png") -> Path:
     """Write ``frames`` as ``root/key/00000<ext> ...`` (atomic: a temporary folder renamed into place)."""
     target = root / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         for i, frame in enumerate(frames):
             kwargs = {"quality": 95} if ext == ".jpg" else {}
             Image.fromarray(frame).save(tmp / f"{i:05d}{ext}", **kwargs)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return replace_folder(target, write)
 
 
 def safe_name(key: str) -> str:

@@ -16,15 +16,14 @@ written beside its destination and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion.schedule import NoiseSchedule
+from ..atomic import replace_folder
 from ..errors import EveditError
 from ..text import CLIPTextEncoder, MiniLMTextEncoder, quiet_transformers
 from .build import assemble
@@ -59,22 +58,15 @@ def save_model(model: EVEModel, folder: str | Path, *, half: bool = False,
     task classifier); a model loaded from a folder carries its extras into the folders it saves.
     ``card`` is written as README.md.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     extras = {**getattr(model, "extras", {}), **(extras or {})}
-    try:
+
+    def write(tmp: Path) -> None:
         _write_parts(model, tmp, half)
         _write_extras(tmp, extras)
         if card:
             (tmp / "README.md").write_text(card)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    return replace_folder(folder, write)
 
 
 def _write_extras(tmp: Path, extras: dict[str, Path]) -> None:
