@@ -145,11 +145,31 @@ def train_command(
 def model_assemble(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder holding <stage>/export of each training stage."),
     out: Path = typer.Option(Path("models/shapeworld"), "--out", "-o", help="Model folder to write (fp16)."),
+    aligned: Optional[Path] = typer.Option(None, "--aligned", help="An `evedit align` model folder whose LoRA to include."),
 ) -> None:
     """Assemble the trained ShapeWorld parts into one model folder with a model card."""
     from .training.ship import assemble_shapeworld
 
-    print(f"model folder: {assemble_shapeworld(runs, out)}")
+    print(f"model folder: {assemble_shapeworld(runs, out, aligned)}")
+
+
+@model_app.command("report")
+def model_report(
+    model: Path = typer.Option(Path("models/shapeworld"), "--model", "-m", help="ShapeWorld model folder to measure."),
+    size: str = typer.Option("full", "--size", help="full (the reported figures, ~10 min) or quick (a smoke run)."),
+    card: bool = typer.Option(True, "--card/--no-card", help="Add the figures to the folder's README.md."),
+) -> None:
+    """Measure every pretrained part on the held-out test split; write quality.json (and the card)."""
+    from .training.quality import SIZES, quality_markdown, quality_report, write_report
+
+    if size not in SIZES:
+        raise EveditError(f"Unknown --size {size!r}; choose from {', '.join(SIZES)}.")
+    if not (model / "evedit_model.json").is_file():
+        raise EveditError(f"'{model}' is not a model folder (no evedit_model.json); run `evedit model assemble` first.")
+    report = quality_report(model, size)
+    path = write_report(model, report, card=card)
+    print(quality_markdown(report))
+    print(f"report: {path}")
 
 
 @app.command("align")

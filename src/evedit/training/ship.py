@@ -45,21 +45,29 @@ def model_card(runs: Path, stages: list[str]) -> str:
     lines = ["# ShapeWorld EVE model (evedit)", "",
              f"Assembled {date.today()} from the runs in `{runs}`; weights stored as fp16 safetensors.",
              "Reproduce with `make train-shapeworld` (2 CPU cores).", "",
-             "| stage | steps | wall time (min) | final metrics |", "|---|---|---|---|"]
+             "Wall time counts the last (resumed) run of a stage only; `steps this run` says how many",
+             "steps that was.", "",
+             "| stage | steps | steps this run | wall time (min) | final metrics (validation split) |",
+             "|---|---|---|---|---|"]
     total = 0.0
     for stage in stages:
         s = _summary(runs, stage)
-        seconds = float(s.get("wall_seconds", s.get("seconds", 0.0)) or 0.0)
+        seconds = float(s.get("wall_time_s", s.get("seconds", 0.0)) or 0.0)
         total += seconds
         metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in (s.get("final_eval") or s.get("metrics") or {}).items())
-        lines.append(f"| {stage} | {s.get('steps', '?')} | {seconds / 60:.1f} | {metrics or 'n/a'} |")
+        lines.append(f"| {stage} | {s.get('steps', '?')} | {s.get('steps_this_run', s.get('steps', '?'))} | "
+                     f"{seconds / 60:.1f} | {metrics or 'n/a'} |")
     lines += ["", f"Total training time: {total / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
-def assemble_shapeworld(runs: str | Path, out: str | Path) -> Path:
-    """Load the exported parts, wire them into an EVE model, save it (fp16) with extras and card."""
+def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path | None = None) -> Path:
+    """Load the exported parts, wire them into an EVE model, save it (fp16) with extras and card.
+
+    ``aligned``: an ``evedit align`` model folder whose alignment LoRA the assembled model takes
+    (the shipped model edits with it by default); its run's ``align_summary.json`` joins the card.
+    """
     runs = Path(runs)
     kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
     loaded = {name: CLASSES[name].from_pretrained(_part(runs, *where), **kw) for name, where in PARTS.items()}
@@ -74,4 +82,23 @@ def assemble_shapeworld(runs: str | Path, out: str | Path) -> Path:
         if (path / "config.json").is_file():
             extras[name] = path
     stages = sorted({s for s, _ in [*PARTS.values(), *EXTRAS.values()]})
-    return save_model(model, out, half=True, extras=extras, card=model_card(runs, stages))
+    card = model_card(runs, stages)
+    if aligned is not None:
+        card += _take_lora(model, Path(aligned))
+    return save_model(model, out, half=True, extras=extras, card=card)
+
+
+def _take_lora(model, aligned: Path) -> str:
+    """Load the aligned folder's LoRA into ``model``; the card's alignment paragraph."""
+    from ..models.folder import _load_folder_lora, read_manifest
+
+    if "lora" not in read_manifest(aligned).get("parts", {}):
+        raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` run.")
+    _load_folder_lora(model, aligned / "lora")
+    summary = aligned.parent / "align_summary.json"
+    info = json.loads(summary.read_text()) if summary.is_file() else {}
+    cfg = info.get("config", {})
+    return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
+            f"({cfg.get('steps_sds', '?')} SDS-only + {cfg.get('steps_adv', '?')} with the adversarial terms), "
+            f"batch {cfg.get('batch_size', '?')}, rank {cfg.get('lora_rank', '?')}, "
+            f"{float(info.get('seconds', 0)) / 60:.1f} min.\n")

@@ -1,0 +1,270 @@
+"""The pretraining quality report: every figure the pretraining recipe promises, on held-out data.
+
+``evedit model report --model models/shapeworld`` measures a ShapeWorld model folder on the **test
+split** (seeds ``[2e6, 2.1e6)``, never seen in training) and writes ``quality.json``; ``--card``
+adds the table to the folder's model card. The figures and their targets:
+
+- ``codec``: reconstruction PSNR of test frames (target >= 30 dB);
+- ``t2i``: images generated from a test caption (DDIM, classifier-free guidance), ranked by
+  ShapeCLIP among the caption and its 9 one-attribute-off siblings; share ranked first
+  (target >= 70%, chance 10%);
+- ``edit_teacher``: per-frame edits (backbone + ControlNet, InstructPix2Pix dual guidance, DDIM 50)
+  against the ground-truth edited frame, PSNR per task and averaged (target >= 22 dB);
+- ``video_teacher``: clips generated from a real test clip's first frame and caption; PSNR of the
+  generated first frame against the given one, ShapeCLIP frame consistency (mean cosine of all frame
+  pairs) of generated and of real clips, and the ratio of their mean frame-to-frame change
+  (1 = moves as much as real clips; 0 = frozen);
+- ``shapeclip``: zero-shot top-1 caption retrieval among 10 one-attribute-off captions, per frame
+  and per clip (target >= 90%);
+- ``task_classifier``: accuracy on the held-out (last) phrasing of test instructions (target >= 95%).
+
+Choices: the t2i ranking uses the same guidance (4.0) and 25 DDIM steps as the t2i stage's
+samples; the video teacher uses its FDD guidance (2.0) and 25 DDIM steps. Every draw is seeded,
+so the same folder gives the same report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+from tqdm.auto import tqdm
+
+from ..diffusion import ddim_sample, ddim_timesteps
+from ..diffusion.guidance import cfg as cfg_rule
+from ..models import Conditioning, EVEModel, load_model
+from ..models.codec import decode_video, encode_video
+from ..models.guided import edit_teacher_guided, text_guided
+from ..world import TASKS, ClipCaptionDataset, EditTripletDataset, ImageCaptionDataset
+
+TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.70, "edit_teacher.psnr_mean": 22.0,
+           "shapeclip.image_top1": 0.90, "task_classifier.heldout_phrasing_acc": 0.95}
+
+
+def _batches(dataset, n: int, size: int):
+    for start in range(0, n, size):
+        yield default_collate([dataset[i] for i in range(start, min(n, start + size))])
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-item PSNR (dB) of pixels in [-1, 1] over all but the first axis."""
+    mse = ((a.clamp(-1, 1) - b) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
+
+
+def _latent_hw(model: EVEModel) -> tuple[int, int]:
+    side = model.spec.resolution // 2 ** (len(model.vae.config.block_out_channels) - 1)
+    return side, side
+
+
+@torch.no_grad()
+def codec_quality(model: EVEModel, items: int = 64) -> dict:
+    values = []
+    for batch in _batches(ImageCaptionDataset("test", items), items, 32):
+        x = batch["image"][:, :, None]  # (B, 3, 1, H, W)
+        values.append(_psnr(decode_video(model.vae, encode_video(model.vae, x)), x))
+    return {"psnr": float(torch.cat(values).mean()), "items": items}
+
+
+@torch.no_grad()
+def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guidance: float = 4.0) -> dict:
+    from .stages.clip import ShapeCLIPDataset, _rows
+
+    data, wins, seen = ShapeCLIPDataset("test", items, 9), [], 0
+    for batch in _batches(data, items, 16):
+        rows, valid = _rows(batch["captions"], len(batch["valid"])), batch["valid"]
+        text = model.text_encoder([r[0] for r in rows]).hidden_states
+        null = model.text_encoder([""]).hidden_states.expand_as(text)
+
+        def fn(x, t):
+            c, u = model.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
+            return cfg_rule(u, c, guidance)
+
+        g = torch.Generator().manual_seed(1000 + seen)
+        shape = (len(rows), model.unet.config.in_channels, *_latent_hw(model))
+        z = ddim_sample(fn, torch.randn(shape, generator=g), ddim_timesteps(steps), model.schedule)
+        images = decode_video(model.vae, z[:, :, None])[:, :, 0]  # (B, 3, H, W)
+        emb = scorer.clip.image_features(images)
+        for i, row in enumerate(rows):
+            cands = [c for c, ok in zip(row, valid[i]) if ok]
+            scores = torch.cat([scorer.text(c) for c in cands]) @ emb[i]
+            wins.append(float(scores.argmax() == 0))
+        seen += len(rows)
+    return {"top1": float(np.mean(wins)), "items": items, "candidates": 10, "steps": steps,
+            "guidance": guidance}
+
+
+@torch.no_grad()
+def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, image_scale: float = 1.5,
+                         text_scale: float = 3.0, progress: bool = True, split: str = "test") -> dict:
+    """Per-frame edits of ``split`` frames, ``per_task`` frames of every task, against the true edit."""
+    teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
+    out: dict[str, float] = {}
+    for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
+        values = []
+        for batch in _batches(EditTripletDataset(split, per_task, tasks=(task,)), per_task, 16):
+            src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
+            key = "output_caption" if model.spec.prompt_routing == "paper" else "instruction"
+            cond = Conditioning(caption=model.text_encoder(list(batch[key])).hidden_states,
+                                instruction=model.text_encoder(list(batch["instruction"])).hidden_states,
+                                source=src, task=batch["task"])
+
+            def fn(x, t):
+                return edit_teacher_guided(teacher, x, t, cond, null, image_scale, text_scale)
+
+            g = torch.Generator().manual_seed(len(values) + 17 * TASKS.index(task))
+            z = ddim_sample(fn, torch.randn(src.shape, generator=g), ddim_timesteps(steps), model.schedule)
+            values.append(_psnr(decode_video(model.vae, z)[:, :, 0], batch["output_image"]))
+        out[task] = float(torch.cat(values).mean())
+    return {"psnr_mean": float(np.mean(list(out.values()))), "psnr_per_task": out,
+            "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale}
+
+
+def _consistency(scorer, clips: torch.Tensor) -> float:
+    """Mean ShapeCLIP cosine over all frame pairs of each clip (B, 3, F, H, W), averaged."""
+    from ..eval.metrics import frame_consistency
+
+    return float(np.mean([frame_consistency(scorer.clip.image_features(c.transpose(0, 1))) for c in clips]))
+
+
+@torch.no_grad()
+def video_teacher_quality(model: EVEModel, scorer, items: int = 16, steps: int = 25,
+                          guidance: float = 2.0) -> dict:
+    """Clips from a real first frame and caption; first-frame fidelity, consistency and motion."""
+    teacher, null = model.denoiser("video"), model.text_encoder([""]).hidden_states
+    first, cons_fake, cons_real, change_fake, change_real = [], [], [], [], []
+    for batch in _batches(ClipCaptionDataset("test", items), items, 4):
+        real = batch["clip"]
+        x0 = encode_video(model.vae, real)
+        cond = Conditioning(caption=model.text_encoder(list(batch["caption"])).hidden_states,
+                            first_frame=x0[:, :, 0])
+        g = torch.Generator().manual_seed(len(first))
+        z = ddim_sample(lambda x, t: text_guided(teacher, x, t, cond, null, guidance),
+                        torch.randn(x0.shape, generator=g), ddim_timesteps(steps), model.schedule)
+        fake = decode_video(model.vae, z)
+        first.append(_psnr(fake[:, :, 0], real[:, :, 0]))
+        cons_fake.append(_consistency(scorer, fake))
+        cons_real.append(_consistency(scorer, real))
+        change_fake.append(float((fake[:, :, 1:] - fake[:, :, :-1]).abs().mean()))
+        change_real.append(float((real[:, :, 1:] - real[:, :, :-1]).abs().mean()))
+    return {"first_frame_psnr": float(torch.cat(first).mean()),
+            "clip_frame_generated": float(np.mean(cons_fake)), "clip_frame_real": float(np.mean(cons_real)),
+            "motion_ratio": float(np.mean(change_fake) / max(np.mean(change_real), 1e-6)),
+            "items": items, "steps": steps, "guidance": guidance}
+
+
+@torch.no_grad()
+def shapeclip_quality(scorer, items: int = 256) -> dict:
+    """Zero-shot top-1 caption retrieval among the caption and 9 one-attribute-off siblings."""
+    from .stages.clip import ShapeCLIPDataset, _rows
+
+    wins: dict[str, list[float]] = defaultdict(list)
+    for batch in _batches(ShapeCLIPDataset("test", items, 9), items, 32):
+        rows, valid = _rows(batch["captions"], len(batch["valid"])), batch["valid"]
+        frames = scorer.clip.image_features(batch["images"][:, 0])
+        videos = scorer.clip.video_features(batch["clip"])
+        for i, row in enumerate(rows):
+            text = torch.cat([scorer.text(c) for c, ok in zip(row, valid[i]) if ok])
+            wins["image_top1"].append(float((text @ frames[i]).argmax() == 0))
+            wins["video_top1"].append(float((text @ videos[i]).argmax() == 0))
+    return {**{k: float(np.mean(v)) for k, v in wins.items()}, "items": items, "candidates": 10}
+
+
+@torch.no_grad()
+def task_classifier_quality(folder: Path, items: int = 700) -> dict:
+    from ..models.task_classifier import TaskClassifier
+    from .stages.task_classifier import InstructionDataset
+
+    clf = TaskClassifier.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    out = {}
+    for key, phrasings in (("heldout_phrasing_acc", "heldout"), ("seen_phrasing_acc", "train")):
+        data = InstructionDataset("test", items, phrasings)
+        rows = [data[i] for i in range(items)]
+        pred = clf.predict([r["instruction"] for r in rows])
+        out[key] = float(np.mean([p == r["task"] for (p, _), r in zip(pred, rows)]))
+    return {**out, "items": items}
+
+
+SIZES = {"full": dict(codec=256, t2i=100, edit=16, video=16, clip=500, tasks=700),
+         "quick": dict(codec=16, t2i=8, edit=2, video=2, clip=16, tasks=28)}
+
+
+def quality_report(folder: str | Path, size: str = "full", progress: bool = True) -> dict:
+    """Every pretraining figure of the model folder ``folder`` (see the module docstring)."""
+    import time
+
+    from ..eval.shapeworld import ShapeWorldScorer
+
+    folder, n, start = Path(folder), SIZES[size], time.time()
+    model = load_model(folder)
+    scorer = ShapeWorldScorer.from_pretrained(folder)
+    parts = [("codec", lambda: codec_quality(model, n["codec"])),
+             ("t2i", lambda: t2i_quality(model, scorer, n["t2i"])),
+             ("edit_teacher", lambda: edit_teacher_quality(model, n["edit"], progress=progress)),
+             ("video_teacher", lambda: video_teacher_quality(model, scorer, n["video"])),
+             ("shapeclip", lambda: shapeclip_quality(scorer, n["clip"])),
+             ("task_classifier", lambda: task_classifier_quality(model.extras["task_classifier"], n["tasks"]))]
+    report: dict = {"model": str(folder), "split": "test", "size": size}
+    for name, fn in tqdm(parts, desc="quality", disable=not progress):
+        if name == "task_classifier" and "task_classifier" not in model.extras:
+            continue
+        report[name] = fn()
+    report["targets"] = {k: {"target": v, "value": _get(report, k), "met": _met(report, k, v)}
+                         for k, v in TARGETS.items()}
+    report["seconds"] = round(time.time() - start, 1)
+    return report
+
+
+def _get(report: dict, dotted: str):
+    part, key = dotted.split(".")
+    return report.get(part, {}).get(key)
+
+
+def _met(report: dict, dotted: str, target: float):
+    value = _get(report, dotted)
+    return None if value is None else bool(value >= target)
+
+
+def quality_markdown(report: dict) -> str:
+    """The report as the model card's "Quality" section."""
+    lines = ["## Quality (held-out test split, `evedit model report`)", "",
+             "| figure | value | target | met |", "|---|---:|---:|---|"]
+    for key, t in report["targets"].items():
+        value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
+        lines.append(f"| {key} | {value} | {t['target']:g} | {'yes' if t['met'] else 'no'} |")
+    v = report.get("video_teacher")
+    if v:
+        lines += ["", f"Video teacher ({v['items']} clips from a real first frame, DDIM {v['steps']}): "
+                  f"first-frame PSNR {v['first_frame_psnr']:.2f} dB; ShapeCLIP frame consistency "
+                  f"{v['clip_frame_generated']:.3f} (real clips {v['clip_frame_real']:.3f}); motion ratio "
+                  f"{v['motion_ratio']:.2f} (generated / real mean frame change)."]
+    e = report.get("edit_teacher")
+    if e:
+        lines += ["", f"Edit teacher PSNR per task (dB, {e['frames_per_task']} frames each, DDIM {e['steps']}):", "",
+                  "| " + " | ".join(e["psnr_per_task"]) + " |", "|" + "---:|" * len(e["psnr_per_task"]),
+                  "| " + " | ".join(f"{x:.1f}" for x in e["psnr_per_task"].values()) + " |"]
+    s = report.get("shapeclip")
+    if s:
+        lines += ["", f"ShapeCLIP video-tower top-1: {s['video_top1']:.3f}."]
+    lines += ["", f"Measured in {report['seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def write_report(folder: str | Path, report: dict, card: bool = True) -> Path:
+    """``quality.json`` in the folder; with ``card``, the folder's README.md gets the section."""
+    folder = Path(folder)
+    path = folder / "quality.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    readme = folder / "README.md"
+    if card and readme.is_file():
+        text = readme.read_text().split("## Quality (held-out test split")[0].rstrip() + "\n\n"
+        tmp = readme.with_suffix(".md.tmp")
+        tmp.write_text(text + quality_markdown(report))
+        tmp.replace(readme)
+    return path

@@ -1,0 +1,73 @@
+"""``evedit model report`` on the shipped ShapeWorld model: quick figures, target bookkeeping, the card."""
+
+import json
+import shutil
+
+import pytest
+
+from evedit.cli import main
+from evedit.models import shipped_shapeworld_folder
+from evedit.training.quality import TARGETS, quality_markdown, write_report
+
+SHIPPED = shipped_shapeworld_folder()
+pytestmark = pytest.mark.skipif(not (SHIPPED / "evedit_model.json").is_file(),
+                                reason="the trained ShapeWorld model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report") / "model"
+    shutil.copytree(SHIPPED, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick(copy):
+    """The CLI's quick report on a copy of the shipped folder (the real measurement, run once)."""
+    assert main(["model", "report", "--model", str(copy), "--size", "quick"]) == 0
+    return json.loads((copy / "quality.json").read_text())
+
+
+def test_quick_report_measures_trained_parts(quick):
+    # Random weights give about 10 dB, chance top-1 0.1 and task accuracy 1/14: these bounds fail on them.
+    assert quick["codec"]["psnr"] > 20
+    assert quick["task_classifier"]["heldout_phrasing_acc"] > 0.8
+    assert quick["shapeclip"]["image_top1"] > 0.4
+    assert set(quick["edit_teacher"]["psnr_per_task"]) >= {"color", "remove", "segment"}
+    assert 0 < quick["video_teacher"]["clip_frame_generated"] <= 1.0001
+
+
+def test_targets_are_compared_with_their_values(quick):
+    for key, target in TARGETS.items():
+        row = quick["targets"][key]
+        assert row["target"] == target and row["met"] == (row["value"] >= target)
+
+
+def test_card_section_is_replaced_not_repeated(tmp_path, quick):
+    folder = tmp_path / "model"
+    (folder).mkdir()
+    (folder / "README.md").write_text("# card\n\ntraining table\n")
+    write_report(folder, quick)
+    write_report(folder, quick)
+    text = (folder / "README.md").read_text()
+    assert text.count("## Quality") == 1 and text.startswith("# card") and "codec.psnr" in text
+    assert json.loads((folder / "quality.json").read_text())["size"] == "quick"
+    assert quality_markdown(quick) in text
+
+
+def test_cli_report_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
+    assert main(["model", "report", "--model", str(tmp_path)]) == 1
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_cli_report_adds_the_figures_to_the_card(copy, quick):
+    text = (copy / "README.md").read_text()
+    assert text.count("## Quality") == 1 and f"| codec.psnr | {quick['codec']['psnr']:.3g} |" in text
+
+
+def test_figures_are_deterministic(quick):
+    from evedit.models import load_model
+    from evedit.training.quality import SIZES, codec_quality
+
+    again = codec_quality(load_model(SHIPPED), SIZES["quick"]["codec"])
+    assert again["psnr"] == pytest.approx(quick["codec"]["psnr"], abs=1e-4)
