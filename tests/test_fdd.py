@@ -120,3 +120,20 @@ def test_align_cli_smoke_and_errors(tmp_path, capsys, monkeypatch):
     assert code == 1 and "already holds" in err
     code = main(["align", "--config", str(recipe), "--ablation", "bogus", "--out", str(tmp_path / "b")])
     assert code == 1 and "Unknown ablation" in capsys.readouterr().err
+
+
+def test_a_shipped_lora_is_reset_unless_continued(teacher):
+    from evedit.training.fdd.run import build_state
+
+    teacher.add_alignment_lora(4)
+    with torch.no_grad():
+        for p in lora_parameters(teacher.motion_unet):
+            p.fill_(0.5)
+    state = build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 4}), teacher)
+    b_weights = [p for p in lora_parameters(state.student.motion_unet) if p.shape[1] == 4]
+    assert b_weights and all(torch.all(p == 0) for p in b_weights)  # B back at zero: student == pnp
+    with torch.no_grad():
+        for p in lora_parameters(teacher.motion_unet):
+            p.fill_(0.5)
+    state = build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 4, "lora_init": "continue"}), teacher)
+    assert all(torch.all(p == 0.5) for p in lora_parameters(state.student.motion_unet))

@@ -37,6 +37,13 @@ def add_alignment_lora(unet: nn.Module, rank: int = 8, alpha: float | None = Non
     unet.add_adapter(lora_config(rank, alpha), adapter_name=ADAPTER_NAME)
 
 
+def reset_alignment_lora(unet: nn.Module) -> None:
+    """Re-initialise the alignment LoRA in place (A Gaussian, B zero): the student equals plug-and-play again."""
+    for layer in lora_layers(unet):
+        if ADAPTER_NAME in layer.lora_A:
+            layer.reset_lora_parameters(ADAPTER_NAME, "gaussian")
+
+
 def lora_layers(model: nn.Module) -> list[LoraLayer]:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 

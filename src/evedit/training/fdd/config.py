@@ -24,6 +24,7 @@ class FDDConfig:
     lr: float = 1e-5  # LoRA learning rate (paper: 1e-5, fixed, no warm-up)
     disc_lr: float = 1e-4  # discriminator heads (not given; ADD-like)
     lora_rank: int = 8  # not given by the paper
+    lora_init: str = "fresh"  # "fresh": a new LoRA (B = 0) even when the model folder ships one; "continue": tune it
     # --- student rollout ---
     k: int = 3  # rollout steps (paper: 3, "the most that fits in memory")
     timesteps: str = "kbin"  # "kbin" (paper) or "fixed" (the w/o K-Bin ablation)

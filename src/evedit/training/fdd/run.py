@@ -43,6 +43,12 @@ def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Para
 def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     teacher = teacher or load_pretrained(cfg.model)
     student, extra = (random_init_student(teacher) if cfg.ablation == "random-init" else (teacher, []))
+    if cfg.lora_init not in ("fresh", "continue"):
+        raise EveditError(f"lora_init must be 'fresh' or 'continue', got {cfg.lora_init!r}.")
+    if student.has_lora and cfg.lora_init == "fresh":
+        from ...models.lora import reset_alignment_lora
+
+        reset_alignment_lora(student.motion_unet)
     params = student.add_alignment_lora(cfg.lora_rank)
     for p in extra:
         p.requires_grad_(True)
