@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# Train every ShapeWorld part from scratch, then assemble models/shapeworld (fp16).
+# Train every ShapeWorld part from scratch, align them by FDD, then assemble models/shapeworld (fp16)
+# and measure it on the held-out test split (quality.json and the model card).
 # Resumable: a stage with an export is skipped; one with checkpoints continues with --resume.
 # One torch thread per process: on 2 shared cores two threads ran several times slower
-# (benchmarks/results/train.md).
+# (benchmarks/results/train.md). Stages that do not depend on each other run two at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVEDIT=${EVEDIT:-.venv/bin/evedit}
 RUNS=runs  # the recipes in configs/ read their inputs from runs/<stage>/export
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-for stage in codec t2i edit-adapter video-adapter clip task-classifier; do
-  if [ -f "$RUNS/$stage/export/train_summary.json" ]; then
-    echo "== $stage: already trained ($RUNS/$stage/export)"; continue
+
+stage() {  # stage NAME: train one stage unless its export exists
+  local name=$1 resume=""
+  if [ -f "$RUNS/$name/export/train_summary.json" ]; then
+    echo "== $name: already trained ($RUNS/$name/export)"; return
   fi
-  resume=""
-  if compgen -G "$RUNS/$stage/checkpoints/step_*" > /dev/null; then resume="--resume"; fi
-  echo "== $stage ${resume:+(resuming)}"
-  "$EVEDIT" train "$stage" --config "configs/$stage.yaml" --out "$RUNS/$stage" $resume
-done
-"$EVEDIT" model assemble --runs "$RUNS" --out models/shapeworld
+  if compgen -G "$RUNS/$name/checkpoints/step_*" > /dev/null; then resume="--resume"; fi
+  echo "== $name ${resume:+(resuming)}"
+  "$EVEDIT" train "$name" --config "configs/$name.yaml" --out "$RUNS/$name" $resume
+}
+
+parallel() {  # parallel NAME...: train stages side by side; fail if any fails
+  local pids=() pid
+  for name in "$@"; do stage "$name" & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+}
+
+stage codec
+parallel t2i clip            # ShapeCLIP and the task classifier need no other part
+stage task-classifier
+parallel edit-adapter video-adapter
+
+"$EVEDIT" model assemble --runs "$RUNS" --out "$RUNS/teachers"
+if [ ! -f "$RUNS/align/align_summary.json" ]; then
+  resume=""; compgen -G "$RUNS/align/checkpoints/step_*" > /dev/null && resume="--resume"
+  "$EVEDIT" align --config configs/align.yaml --model "$RUNS/teachers" --out "$RUNS/align" $resume
+fi
+"$EVEDIT" model assemble --runs "$RUNS" --aligned "$RUNS/align/model" --out models/shapeworld
+"$EVEDIT" model report --model models/shapeworld
