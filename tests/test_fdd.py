@@ -137,3 +137,14 @@ def test_a_shipped_lora_is_reset_unless_continued(teacher):
             p.fill_(0.5)
     state = build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 4, "lora_init": "continue"}), teacher)
     assert all(torch.all(p == 0.5) for p in lora_parameters(state.student.motion_unet))
+
+
+def test_term_gradient_norms_are_each_terms_own():
+    from evedit.training.fdd.steps import term_grad_norms
+
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    terms = {"sds_edit": (w ** 2).sum(), "g_edit": 3 * w[0]}
+    norms = term_grad_norms(terms, [w], {"sds_edit": 0.5, "g_edit": 2.0})
+    assert norms["gradnorm_sds_edit"] == pytest.approx(float(torch.tensor([1.0, 2.0]).norm()))  # 0.5 * 2w
+    assert norms["gradnorm_g_edit"] == pytest.approx(6.0)
+    assert w.grad is None  # diagnostics leave no gradient behind

@@ -56,6 +56,7 @@ class FDDConfig:
     ablation: str = "none"
     seed: int = 0
     log_every: int = 10
+    term_grads_every: int = 50  # every N steps, log each generator term's own LoRA gradient norm (0: never)
     sample_every: int = 250
     ckpt_every: int = 100
     out: str = "runs/align"

@@ -125,14 +125,28 @@ def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str
     zero = x0.new_zeros(())
     total = (cfg.alpha * (terms.get("g_edit", zero) + cfg.lam * terms.get("sds_edit", zero))
              + cfg.beta * (terms.get("g_video", zero) + cfg.lam * terms.get("sds_video", zero)))
+    params = [p for group in state.g_opt.param_groups for p in group["params"]]
+    logs = {k: float(v.detach()) for k, v in terms.items()}
+    if cfg.term_grads_every and step % cfg.term_grads_every == 0:
+        logs.update(term_grad_norms(terms, params, {"g_edit": cfg.alpha, "g_video": cfg.beta,
+                                                    "sds_edit": cfg.alpha * cfg.lam, "sds_video": cfg.beta * cfg.lam}))
     state.g_opt.zero_grad(set_to_none=True)
     total.backward()
-    params = [p for group in state.g_opt.param_groups for p in group["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
     state.g_opt.step()
-    logs = {k: float(v.detach()) for k, v in terms.items()}
     logs.update(g_total=float(total.detach()), g_grad_norm=float(grad_norm))
     return logs, x0.detach()
+
+
+def term_grad_norms(terms: dict[str, torch.Tensor], params: list, weights: dict[str, float]) -> dict[str, float]:
+    """The LoRA gradient norm of each weighted term alone (diagnostics: which term drives the update)."""
+    out = {}
+    for name, value in terms.items():
+        if not value.requires_grad:
+            continue
+        grads = torch.autograd.grad(weights[name] * value, params, retain_graph=True, allow_unused=True)
+        out[f"gradnorm_{name}"] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+    return out
 
 
 def critic_step(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str, float]:
