@@ -40,6 +40,7 @@ from ..models import Conditioning, EVEModel, load_model
 from ..models.codec import decode_video, encode_video
 from ..models.guided import edit_teacher_guided, text_guided
 from ..world import TASKS, ClipCaptionDataset, EditTripletDataset, ImageCaptionDataset
+from .stages.common import psnr as _psnr
 
 TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.70, "edit_teacher.psnr_mean": 22.0,
            "shapeclip.image_top1": 0.90, "task_classifier.heldout_phrasing_acc": 0.95}
@@ -48,12 +49,6 @@ TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.70, "edit_teacher.psnr_mean": 22.0,
 def _batches(dataset, n: int, size: int):
     for start in range(0, n, size):
         yield default_collate([dataset[i] for i in range(start, min(n, start + size))])
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-item PSNR (dB) of pixels in [-1, 1] over all but the first axis."""
-    mse = ((a.clamp(-1, 1) - b) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
 
 
 def _latent_hw(model: EVEModel) -> tuple[int, int]:
