@@ -28,8 +28,9 @@ def measure(model: str, lora_from: str | None, iters: int) -> dict[str, dict[str
     from evedit.training.fdd.loop import Aligner
 
     torch.set_num_threads(1)
-    teacher = load_model(lora_from) if lora_from else None
-    cfg = replace(load_fdd_config(ROOT / "configs" / "align.yaml"), model=model, term_grads_every=1,
+    torch.manual_seed(0)  # the discriminator heads are initialised from torch's global generator
+    teacher = load_model(lora_from or model)  # lora_from's teachers are the same parts plus its LoRA
+    cfg = replace(load_fdd_config(ROOT / "configs" / "align.yaml"), model=lora_from or model, term_grads_every=1,
                   lora_init="continue" if lora_from else "fresh", sample_every=0, ckpt_every=10_000,
                   log_every=10_000, out=tempfile.mkdtemp(prefix="fdd-terms-"),
                   data={"kind": "shapeworld", "length": 2, "frames": 8})
@@ -49,11 +50,12 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=4)
     args = p.parse_args()
     res = measure(args.model, args.lora_from, args.iters)
+    source = (f"Teachers and LoRA from `{args.lora_from}`" if args.lora_from
+              else f"Teachers `{args.model}`, LoRA fresh (B = 0)")
+    command = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
     lines = ["# FDD: each generator term's LoRA gradient norm (weights alpha, beta, lambda applied)", "",
-             f"Teachers `{args.model}`, LoRA {'from `' + args.lora_from + '`' if args.lora_from else 'fresh (B = 0)'}; "
-             f"mean of {args.iters} iterations per phase, batch 2 x 8 frames. "
-             "Command: `python benchmarks/fdd_term_grads.py " + " ".join(
-                 f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None) + "`.", ""]
+             f"{source}; mean of {args.iters} iterations per phase, batch 2 x 8 frames. "
+             f"Command: `python benchmarks/fdd_term_grads.py {command}`.", ""]
     for phase, figures in res.items():
         lines += [f"**{phase}**", "", "| term | mean |", "|---|---:|",
                   *[f"| {k} | {v:.4g} |" for k, v in figures.items()], ""]
