@@ -30,8 +30,12 @@ def rows(runs: Path) -> list[str]:
         s = json.loads(path.read_text())
         out.append(f"| {stage} | {s['steps']} | {s['steps_this_run']} | {s['steps_per_s']:.2f} | "
                    f"{s['wall_time_s'] / 60:.1f} |")
+    seen = set()  # an ablation folder may be a link to the main align run
     for name in sorted(p.parent.name for p in runs.glob("*/align_summary.json")) + \
             sorted(f"ablations/{p.parent.name}" for p in runs.glob("ablations/*/align_summary.json")):
+        if (runs / name).resolve() in seen:
+            continue
+        seen.add((runs / name).resolve())
         s = json.loads((runs / name / "align_summary.json").read_text())
         out.append(f"| align ({name}) | {s['steps']} | {s['steps']} | {s['steps'] / s['seconds']:.2f} | "
                    f"{s['seconds'] / 60:.1f} |")

@@ -52,6 +52,23 @@ def test_shapeclip_shapes_and_normalisation():
         model.video_features(x)  # a video must be (B, C, F, H, W)
 
 
+def test_shapeclip_stem_sees_full_resolution(tmp_path):
+    """The stem runs at 64 x 64 before the stride-2 blocks; the maps a discriminator reads keep
+    their shapes, and a saved model rebuilds its stem from the config."""
+    model = tiny_clip(stem=4)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert [tuple(m.shape) for m in model.feature_maps(x)] == [(2, 8, 32, 32), (2, 8, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4)]
+    assert model.blocks[0].down.in_channels == 4 and model.stem_block.down.stride == (1, 1)
+    with torch.no_grad():  # a one-pixel change reaches the embedding through the stem
+        y = x.clone()
+        y[:, :, 10, 10] = -x[:, :, 10, 10]
+        assert not torch.allclose(model.image_features(x), model.image_features(y))
+    model.save_pretrained(tmp_path)
+    again = ShapeCLIP.from_pretrained(tmp_path)
+    torch.testing.assert_close(again.image_features(x), model.image_features(x))
+    assert tiny_clip().stem_block is None  # stem=0: the stop-9 architecture, loadable as before
+
+
 def test_video_tower_starts_as_image_tower():
     """Zero-initialised temporal layer: a still clip embeds exactly like its frame."""
     model = tiny_clip()

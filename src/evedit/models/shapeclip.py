@@ -2,8 +2,11 @@
 
 ShapeWorld has no CLIP, so we train one (EVE's metrics need CLIP and ViCLIP scores):
 
-- image tower: four stride-2 conv blocks (GroupNorm, SiLU, a residual 3x3 conv each), 64 -> 4
-  pixels, then mean and max pooling and a linear head to ``embed_dim``, L2-normalised.
+- image tower: an optional full-resolution stem (``stem`` > 0: a 3x3 conv and a residual 3x3 conv
+  at 64 x 64, so small objects' outlines reach the features before any downsampling; shape and
+  size were the weak attributes without it), four stride-2 conv blocks (GroupNorm, SiLU, a
+  residual 3x3 conv each), 64 -> 4 pixels, then mean and max pooling and a linear head to
+  ``embed_dim``, L2-normalised.
   :meth:`ShapeCLIP.feature_maps` returns the four blocks' maps (a discriminator's features).
 - video tower (ViCLIP's role): the image tower per frame, one temporal transformer layer over the
   frames' pooled features (sinusoidal frame positions, so any clip length works), a mean over
@@ -36,11 +39,11 @@ def _groups(channels: int, groups: int) -> int:
 
 
 class DownBlock(nn.Module):
-    """Stride-2 conv, then a residual 3x3 conv; GroupNorm + SiLU after each."""
+    """Stride-2 conv (stride 1 for the stem), then a residual 3x3 conv; GroupNorm + SiLU after each."""
 
-    def __init__(self, cin: int, cout: int, groups: int):
+    def __init__(self, cin: int, cout: int, groups: int, stride: int = 2):
         super().__init__()
-        self.down = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
         self.norm1 = nn.GroupNorm(_groups(cout, groups), cout)
         self.conv = nn.Conv2d(cout, cout, 3, padding=1)
         self.norm2 = nn.GroupNorm(_groups(cout, groups), cout)
@@ -97,10 +100,12 @@ class ShapeCLIP(ModelMixin, ConfigMixin):
         temporal_heads: int = 4,
         init_logit_scale: float = 1 / 0.07,
         max_logit_scale: float = 100.0,
+        stem: int = 0,
     ):
         super().__init__()
         channels = tuple(channels)
-        widths = (in_channels, *channels)
+        self.stem_block = DownBlock(in_channels, stem, norm_groups, stride=1) if stem > 0 else None
+        widths = (stem if stem > 0 else in_channels, *channels)
         self.blocks = nn.ModuleList(DownBlock(a, b, norm_groups) for a, b in zip(widths[:-1], widths[1:]))
         top = channels[-1]
         self.temporal = TemporalLayer(top, temporal_heads)
@@ -125,6 +130,8 @@ class ShapeCLIP(ModelMixin, ConfigMixin):
         if x.ndim != 4:
             raise ValueError(f"images must be shaped (N, C, H, W), got {tuple(x.shape)}")
         maps = []
+        if self.stem_block is not None:
+            x = self.stem_block(x)  # full resolution; not returned (a discriminator wants the coarser maps)
         for block in self.blocks:
             x = block(x)
             maps.append(x)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,14 +44,11 @@ from .checkpoint import (
 )
 from .config import TrainConfig, config_dict, config_yaml, hparams
 from .data import StepSampler, stream_seed
+from .signals import ignore_sigint, sigint_to_flag
 
 
 class NonFiniteLoss(EveditError):
     """The loss (or gradient norm) became NaN or infinite."""
-
-
-def _ignore_sigint(_worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
 class Trainer:
@@ -128,7 +123,7 @@ class Trainer:
                               rank=acc.process_index, world=acc.num_processes)
         loader = DataLoader(
             self.train_data, batch_sampler=sampler, num_workers=cfg.num_workers,
-            worker_init_fn=_ignore_sigint if cfg.num_workers else None,
+            worker_init_fn=ignore_sigint if cfg.num_workers else None,
             generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
         )
         return iter(loader)
@@ -313,25 +308,6 @@ class Trainer:
         return load_tree(folder, f"rng_{rank}" if (folder / f"rng_{rank}.json").is_file() else "rng_0")
 
     # ---- the run -------------------------------------------------------------------------------
-    @contextmanager
-    def _sigint_to_flag(self):
-        """First Ctrl-C: finish the step, save, stop. Second Ctrl-C: stop at once (still saves)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            self.bar.write("Stopping after this step (Ctrl-C again to stop at once)...", file=sys.stderr)
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     def run_steps(self) -> None:
         while self.step < self.cfg.max_steps:
             began = time.perf_counter()
@@ -348,7 +324,7 @@ class Trainer:
         began = time.perf_counter()
         self.setup(resume)
         try:
-            with self._sigint_to_flag():
+            with sigint_to_flag(self):
                 self.run_steps()
             return self.finish(time.perf_counter() - began)
         except KeyboardInterrupt:

@@ -46,6 +46,7 @@ class ClipStageConfig:
     channels: list[int] = field(default_factory=lambda: [32, 48, 96, 160])  # ~1M params; 256 wide is 3x slower on CPU
     embed_dim: int = 384  # joint space; MiniLM's own width
     text_hidden: int = 0  # 0: linear text projection; >0: an MLP with this hidden width
+    stem: int = 0  # >0: a full-resolution conv block of this width before the stride-2 blocks
     train_scenes: int = 2_500  # distinct train seeds; few enough that their captions get cached
     hard_negatives: int = 7  # rendered one-attribute-off siblings per training scene (group = 1 + this)
     video_batch: int = 4  # scenes of each batch also seen as clips (a clip costs F frames)
@@ -199,7 +200,8 @@ class ClipStage:
             refuse_pickles(Path(c.init_from))
             self.model = ShapeCLIP.from_pretrained(c.init_from, use_safetensors=True)
         else:
-            self.model = ShapeCLIP(channels=tuple(c.channels), embed_dim=c.embed_dim, text_hidden=c.text_hidden)
+            self.model = ShapeCLIP(channels=tuple(c.channels), embed_dim=c.embed_dim, text_hidden=c.text_hidden,
+                                   stem=c.stem)
         self.text = text_encoder()
         self.texts = PooledTextCache(self.text, c.text_max_length, c.text_cache_size)
         if c.text_cache_file and Path(c.text_cache_file).is_file():
