@@ -158,12 +158,12 @@ def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
         spec=spec, schedule=NoiseSchedule.from_dict(manifest["schedule"]), first_frame=first,
     )
     if "lora" in parts:
-        _load_folder_lora(model, folder / parts["lora"])
+        load_folder_lora(model, folder / parts["lora"])
     model.extras = {name: folder / sub for name, sub in manifest.get("extras", {}).items()}
     return model
 
 
-def _load_folder_lora(model: EVEModel, lora_dir: Path) -> None:
+def load_folder_lora(model: EVEModel, lora_dir: Path) -> None:
     from safetensors.torch import load_file
 
     path = lora_dir / LORA_FILE

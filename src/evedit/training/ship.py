@@ -90,11 +90,12 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
 
 def _take_lora(model, aligned: Path) -> str:
     """Load the aligned folder's LoRA into ``model``; the card's alignment paragraph."""
-    from ..models.folder import _load_folder_lora, read_manifest
+    from ..models.folder import load_folder_lora, read_manifest
 
-    if "lora" not in read_manifest(aligned).get("parts", {}):
+    parts = read_manifest(aligned).get("parts", {})
+    if "lora" not in parts:
         raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` run.")
-    _load_folder_lora(model, aligned / "lora")
+    load_folder_lora(model, aligned / parts["lora"])  # where the manifest says, as load_model reads it
     summary = aligned.parent / "align_summary.json"
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
