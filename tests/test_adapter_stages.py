@@ -52,6 +52,23 @@ def test_edit_adapter_stage_trains_only_the_controlnet(parts, tmp_path):
     assert (tmp_path / "export" / "controlnet" / "diffusion_pytorch_model.safetensors").is_file()
 
 
+def test_edit_adapter_init_from_continues_from_a_trained_controlnet(parts, tmp_path):
+    from evedit.errors import EveditError
+
+    first = EditAdapterStage(EditAdapterConfig(**parts))
+    with torch.no_grad():  # a "trained" adapter: its zero convolutions are no longer zero
+        first.adapter.controlnet.controlnet_mid_block.weight.normal_()
+    first.export(tmp_path)
+    again = EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "controlnet")))
+    want, got = first.adapter.controlnet.state_dict(), again.adapter.controlnet.state_dict()
+    assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)
+    assert again.adapter.controlnet.dtype == torch.float32
+    fresh = EditAdapterStage(EditAdapterConfig(**parts)).adapter.controlnet.state_dict()
+    assert not torch.equal(fresh["controlnet_mid_block.weight"], got["controlnet_mid_block.weight"])
+    with pytest.raises(EveditError, match="not a ControlNet folder"):
+        EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "missing")))
+
+
 def test_edit_adapter_condition_dropout_rates(parts):
     stage = EditAdapterStage(EditAdapterConfig(**parts))
     no_text, no_image = stage._dropout_masks(20000, torch.Generator().manual_seed(0))

@@ -99,6 +99,18 @@ def test_resume_continues_exactly(teacher, tmp_path, minilm):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, resumed))
 
 
+def test_disc_warmup_trains_the_critic_before_the_adversarial_terms(teacher, tmp_path):
+    import json
+
+    cfg = FDDConfig(**{**TINY, "steps_sds": 3, "disc_warmup": 2}, out=str(tmp_path / "warm"))
+    align(cfg, teacher=teacher, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()]
+    assert [("d_total" in r, "g_edit" in r) for r in logs] == [
+        (False, False), (True, False), (True, False), (True, True)]  # step 1 SDS, 2-3 warm-up, 4 adversarial
+    assert all(r["g_total"] == pytest.approx(0.5 * 2.5 * (r["sds_edit"] + r["sds_video"]), rel=1e-5)
+               for r in logs[:3])  # the student's loss stays SDS only during the warm-up
+
+
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
 def test_each_ablation_runs(teacher, tmp_path, ablation):
     folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,

@@ -251,3 +251,36 @@ def test_state_trees_round_trip_without_pickles(tmp_path):
     for key, state in opt.state_dict()["state"].items():
         assert all(torch.equal(state[k], back["state"][key][k]) for k in state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["opt.json", "opt.safetensors"]
+
+
+def test_model_card_says_which_stages_continued_from_trained_weights(tmp_path):
+    import json
+
+    import yaml
+
+    from evedit.training.ship import model_card
+
+    for stage, init in (("codec", None), ("edit-adapter", "models/shapeworld/controlnet")):
+        export = tmp_path / stage / "export"
+        export.mkdir(parents=True)
+        (export / "train_summary.json").write_text(json.dumps(
+            {"steps": 3000, "steps_this_run": 3000, "wall_time_s": 600.0, "final_eval": {"edit_psnr": 15.5}}))
+        (export / "config.yaml").write_text(yaml.safe_dump({"stage_name": stage, "stage": {"init_from": init}}))
+    card = model_card(tmp_path, ["codec", "edit-adapter"])
+    assert "| edit-adapter | 3000 | 3000 | 10.0 | edit_psnr 15.5 |" in card
+    assert "Total training time: 20.0 min." in card
+    assert "`edit-adapter` continued from the trained weights in `models/shapeworld/controlnet`" in card
+    assert "`codec` continued" not in card
+
+
+def test_learning_rate_warms_up_then_drops_at_milestones():
+    from evedit.training.config import TrainConfig
+    from evedit.training.loop import Trainer
+
+    cfg = TrainConfig(lr=2e-3, warmup_steps=10, lr_milestones=[100, 200], lr_gamma=0.5)
+    stage = type("Stage", (), {"name": "codec", "config": {}})()
+    lr = Trainer(stage=stage, cfg=cfg, resolved={})._lr
+    assert lr(0) == pytest.approx(2e-4) and lr(9) == pytest.approx(2e-3)
+    assert lr(99) == pytest.approx(2e-3) and lr(100) == pytest.approx(1e-3)
+    assert lr(199) == pytest.approx(1e-3) and lr(200) == pytest.approx(5e-4)
+    assert Trainer(stage=stage, cfg=TrainConfig(lr=1e-3), resolved={})._lr(5000) == 1e-3

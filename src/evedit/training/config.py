@@ -14,7 +14,7 @@ resolved config (both sections) is saved as YAML with every checkpoint and in th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class TrainConfig:
     batch_size: int = 16  # per process and micro-batch; 16 keeps a tiny-model step near 1 s on 2 cores
     lr: float = 1e-4  # AdamW learning rate; recipes for from-scratch tiny parts raise it
     warmup_steps: int = 0  # linear lr warm-up from 0; stateless (lr is a function of the step)
+    lr_milestones: list[int] = field(default_factory=list)  # steps where the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.5  # (torch's MultiStepLR, as a function of the step: resume needs no state)
     weight_decay: float = 0.0  # diffusers' training scripts use ~1e-2; 0 is safe for short runs
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"; forced to "no" on CPU (no speed-up there)

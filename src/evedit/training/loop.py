@@ -177,8 +177,9 @@ class Trainer:
         return norm
 
     def _lr(self, step: int) -> float:
-        warm = self.cfg.warmup_steps
-        return self.cfg.lr * (min(1.0, (step + 1) / warm) if warm else 1.0)
+        warm, cfg = self.cfg.warmup_steps, self.cfg
+        decay = cfg.lr_gamma ** sum(step >= m for m in cfg.lr_milestones)
+        return cfg.lr * decay * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
     def _any(self, flag: bool) -> bool:
         """True when ``flag`` holds on any process (every process takes the same branch)."""

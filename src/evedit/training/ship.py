@@ -41,6 +41,17 @@ def _summary(runs: Path, stage: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _init_from(runs: Path, stage: str) -> str | None:
+    """The ``stage.init_from`` of the stage's resolved config (a run continued from trained weights)."""
+    import yaml
+
+    path = runs / stage / "export" / "config.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    return (data.get("stage") or {}).get("init_from")
+
+
 def model_card(runs: Path, stages: list[str]) -> str:
     lines = ["# ShapeWorld EVE model (evedit)", "",
              f"Assembled {date.today()} from the runs in `{runs}`; weights stored as fp16 safetensors.",
@@ -59,7 +70,10 @@ def model_card(runs: Path, stages: list[str]) -> str:
         lines.append(f"| {stage} | {s.get('steps', '?')} | {s.get('steps_this_run', s.get('steps', '?'))} | "
                      f"{seconds / 60:.1f} | {metrics or 'n/a'} |")
     lines += ["", f"Total training time: {total / 60:.1f} min.", ""]
-    return "\n".join(lines)
+    continued = [(stage, _init_from(runs, stage)) for stage in stages]
+    lines += [f"`{stage}` continued from the trained weights in `{src}` (`init_from`); its steps and "
+              "time count this continuation only." for stage, src in continued if src]
+    return "\n".join(lines) + ("\n" if lines[-1] else "")
 
 
 def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path | None = None) -> Path:

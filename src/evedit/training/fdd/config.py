@@ -45,6 +45,8 @@ class FDDConfig:
     bank_per_item: int = 2  # distinct teacher generations kept per alignment item (a fixed bank)
     disc_t_max: int = 250  # discriminator inputs are noised to t ~ U[0, disc_t_max] (LADD)
     disc_dim: int = 64  # head width
+    disc_warmup: int = 0  # critic-only updates in the last N SDS-only iterations (the student's loss
+    #                       stays SDS only there); 0: the heads start learning with the adversarial terms
     disc_levels: tuple[int, ...] = (1, 2, 3)  # backbone feature levels (3 = mid block)
     r1_weight: float = 0.0  # ADD uses 1e-5 above 128 px; ShapeWorld latents are 16 px
     g_form: str = "add"  # generator hinge form, see evedit.losses.adversarial

@@ -17,7 +17,7 @@ from ..data import stream_seed
 from .config import FDDConfig
 from .run import alignment_data, batch_indices, build_state, load_checkpoint, save_checkpoint, _cfg_dict
 from .samples import write_samples
-from .steps import FDDState, adversarial_phase, critic_step, generator_step
+from .steps import FDDState, critic_phase, critic_step, generator_step
 from .teachers import TeacherBank, encode_batch
 
 
@@ -49,13 +49,13 @@ class Aligner:
         indices = batch_indices(self.cfg, step, len(self.data))
         batch = default_collate([self.data[i] for i in indices])
         ab = encode_batch(self.state.teacher, batch)
-        return batch, self.bank.fill(ab, indices, step, with_reals=adversarial_phase(self.state, step))
+        return batch, self.bank.fill(ab, indices, step, with_reals=critic_phase(self.state, step))
 
     def iteration(self, step: int) -> dict[str, float]:
         self.state.generator.manual_seed(stream_seed(self.cfg.seed, 11, step))
         batch, ab = self.load_batch(step)
         logs, fake = generator_step(self.state, ab, step)
-        if adversarial_phase(self.state, step):
+        if critic_phase(self.state, step):
             logs.update(critic_step(self.state, ab, fake))
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:

@@ -4,7 +4,8 @@ Generator (only the LoRA trains, EVE section 3.1):
     L_G = alpha (L_G-Edit + lam L_SDS-Edit) + beta (L_G-Video + lam L_SDS-Video)
 Critic (only the discriminator heads train):
     L_D = alpha L_D-Edit + beta L_D-Video
-The adversarial terms join after ``steps_sds`` SDS-only iterations (the paper's curriculum).
+The adversarial terms join after ``steps_sds`` SDS-only iterations (the paper's curriculum); the
+critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
 Weights are applied here and nowhere else; the loss functions are pure.
 """
 
@@ -108,7 +109,19 @@ def d_video_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch
 
 
 def adversarial_phase(state: FDDState, step: int) -> bool:
+    """The student's loss has the adversarial terms (the paper: after the SDS-only iterations)."""
     return step >= state.cfg.steps_sds and state.d_edit is not None
+
+
+def critic_phase(state: FDDState, step: int) -> bool:
+    """The discriminator heads train: the adversarial phase, and ``disc_warmup`` iterations before it.
+
+    Warm-up is this project's choice (the paper gives no discriminator schedule): without it the
+    heads start from scratch when the adversarial terms join, and in 200 updates at batch 2 they
+    stayed at chance while their generator terms pulled on the LoRA 3 to 8 times harder than SDS.
+    """
+    start = max(0, state.cfg.steps_sds - state.cfg.disc_warmup)
+    return step >= start and state.d_edit is not None
 
 
 def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str, float], torch.Tensor]:

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import ControlNetModel
 from torch import nn
 
 from ...diffusion import NoiseSchedule, ddim_sample, ddim_timesteps, dual_guidance
+from ...errors import EveditError
 from ...io import write_image
 from ...losses import denoising_loss
 from ...models.compose import image_edit_forward
@@ -42,6 +44,7 @@ class EditAdapterConfig:
     text_scale: float = 3.0  # ip2p text guidance at evaluation
     train_length: int = 100_000
     seed: int = 0
+    init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
 
 
 class EditAdapterStage:
@@ -52,10 +55,31 @@ class EditAdapterStage:
 
         self.config, self.tasks = config, tuple(TASKS)
         self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
-        controlnet = controlnet_from_unet(self.unet, len(self.tasks), **SHAPEWORLD_CONTROLNET)
+        controlnet = self._init_controlnet(config.init_from)
         self.adapter = EditAdapter(controlnet, cond_space="latent")
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
+
+    def _init_controlnet(self, init_from: str | None) -> ControlNetModel:
+        """A fresh ControlNet copied from the backbone, or (``init_from``) a trained one, in fp32.
+
+        Continuing from a trained adapter is how a run whose checkpoints are gone goes on: the
+        weights are kept, the optimiser moments and the EMA start afresh (the learning rate is
+        constant after warm-up, so nothing else of the schedule is lost).
+        """
+        if not init_from:
+            return controlnet_from_unet(self.unet, len(self.tasks), **SHAPEWORLD_CONTROLNET)
+        from ...models.folder import refuse_pickles
+
+        folder = Path(init_from)
+        if not (folder / "config.json").is_file():
+            raise EveditError(f"init_from {init_from!r} is not a ControlNet folder (no config.json).")
+        refuse_pickles(folder)
+        net = ControlNetModel.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+        if net.config.num_class_embeds != len(self.tasks):
+            raise EveditError(f"init_from {init_from!r} has {net.config.num_class_embeds} task labels, "
+                              f"ShapeWorld has {len(self.tasks)}.")
+        return net
 
     @classmethod
     def from_config(cls, data: dict) -> "EditAdapterStage":
