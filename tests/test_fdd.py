@@ -111,6 +111,17 @@ def test_disc_warmup_trains_the_critic_before_the_adversarial_terms(teacher, tmp
                for r in logs[:3])  # the student's loss stays SDS only during the warm-up
 
 
+def test_term_gradient_norms_reach_the_log(teacher, tmp_path):
+    import json
+
+    cfg = FDDConfig(**{**TINY, "steps_sds": 3, "log_every": 2, "term_grads_every": 2}, out=str(tmp_path / "g"))
+    align(cfg, teacher=teacher, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs] == [2, 4]
+    assert {"gradnorm_sds_edit", "gradnorm_sds_video"} <= set(logs[0])
+    assert {"gradnorm_g_edit", "gradnorm_g_video", "gradnorm_sds_edit"} <= set(logs[1])
+
+
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
 def test_each_ablation_runs(teacher, tmp_path, ablation):
     folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,

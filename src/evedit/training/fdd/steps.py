@@ -140,7 +140,8 @@ def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str
              + cfg.beta * (terms.get("g_video", zero) + cfg.lam * terms.get("sds_video", zero)))
     params = [p for group in state.g_opt.param_groups for p in group["params"]]
     logs = {k: float(v.detach()) for k, v in terms.items()}
-    if cfg.term_grads_every and step % cfg.term_grads_every == 0:
+    if cfg.term_grads_every and (step + 1) % cfg.term_grads_every == 0:  # a logged step when
+        # term_grads_every is a multiple of log_every (the log records iteration step + 1)
         logs.update(term_grad_norms(terms, params, {"g_edit": cfg.alpha, "g_video": cfg.beta,
                                                     "sds_edit": cfg.alpha * cfg.lam, "sds_video": cfg.beta * cfg.lam}))
     state.g_opt.zero_grad(set_to_none=True)
