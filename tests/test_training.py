@@ -284,3 +284,11 @@ def test_learning_rate_warms_up_then_drops_at_milestones():
     assert lr(99) == pytest.approx(2e-3) and lr(100) == pytest.approx(1e-3)
     assert lr(199) == pytest.approx(1e-3) and lr(200) == pytest.approx(5e-4)
     assert Trainer(stage=stage, cfg=TrainConfig(lr=1e-3), resolved={})._lr(5000) == 1e-3
+
+
+def test_the_card_says_when_the_critic_started():
+    from evedit.training.ship import _warmup_note
+
+    assert _warmup_note({"steps_sds": 400, "disc_warmup": 400}) == "; the critic trained from iteration 1"
+    assert _warmup_note({"steps_sds": 400, "disc_warmup": 100}) == "; the critic trained from iteration 301"
+    assert _warmup_note({"steps_sds": 400}) == ""

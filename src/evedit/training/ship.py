@@ -102,6 +102,11 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
     return save_model(model, out, half=True, extras=extras, card=card)
 
 
+def _warmup_note(cfg: dict) -> str:
+    warm = min(int(cfg.get("disc_warmup", 0) or 0), int(cfg.get("steps_sds", 0) or 0))
+    return f"; the critic trained from iteration {int(cfg['steps_sds']) - warm + 1}" if warm > 0 else ""
+
+
 def _take_lora(model, aligned: Path) -> str:
     """Load the aligned folder's LoRA into ``model``; the card's alignment paragraph."""
     from ..models.folder import load_folder_lora, read_manifest
@@ -114,6 +119,7 @@ def _take_lora(model, aligned: Path) -> str:
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
-            f"({cfg.get('steps_sds', '?')} SDS-only + {cfg.get('steps_adv', '?')} with the adversarial terms), "
+            f"({cfg.get('steps_sds', '?')} SDS-only + {cfg.get('steps_adv', '?')} with the adversarial terms"
+            f"{_warmup_note(cfg)}), "
             f"batch {cfg.get('batch_size', '?')}, rank {cfg.get('lora_rank', '?')}, "
             f"{float(info.get('seconds', 0)) / 60:.1f} min.\n")
