@@ -39,7 +39,7 @@ from ...eval.captions import iter_one_attribute_off
 from ...io import write_image
 from ...models.shapeclip import ShapeCLIP, clip_loss
 from ...world import SPLITS, WorldConfig, caption, make_example, render_frame
-from .common import grid, text_encoder, to_uint8
+from .common import grid, load_trainable, text_encoder, to_uint8
 
 @dataclass
 class ClipStageConfig:
@@ -195,10 +195,7 @@ class ClipStage:
     def __init__(self, config: ClipStageConfig | None = None):
         self.config = c = config or ClipStageConfig()
         if c.init_from:
-            from ...models.folder import refuse_pickles
-
-            refuse_pickles(Path(c.init_from))
-            self.model = ShapeCLIP.from_pretrained(c.init_from, use_safetensors=True)
+            self.model = load_trainable(ShapeCLIP, c.init_from, "ShapeCLIP")
         else:
             self.model = ShapeCLIP(channels=tuple(c.channels), embed_dim=c.embed_dim, text_hidden=c.text_hidden,
                                    stem=c.stem)

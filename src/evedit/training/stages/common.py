@@ -25,6 +25,15 @@ def load_frozen(cls, path: str | Path, what: str):
     return model.eval().requires_grad_(False)
 
 
+def load_trainable(cls, path: str | Path, what: str):
+    """A diffusers model to continue training from (a stage's ``init_from``), in fp32."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise EveditError(f"init_from '{folder}' is not a {what} folder (no config.json).")
+    refuse_pickles(folder)
+    return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
+
+
 def load_vae(path: str | Path) -> AutoencoderKL:
     return load_frozen(AutoencoderKL, path, "codec (vae)")
 

@@ -26,7 +26,7 @@ from ...losses import denoising_loss
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import EditAdapter, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
-from .common import drop_texts, grid, load_unet, load_vae, psnr, text_encoder, to_uint8
+from .common import drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8
 
 
 @dataclass
@@ -64,18 +64,12 @@ class EditAdapterStage:
         """A fresh ControlNet copied from the backbone, or (``init_from``) a trained one, in fp32.
 
         Continuing from a trained adapter is how a run whose checkpoints are gone goes on: the
-        weights are kept, the optimiser moments and the EMA start afresh (the learning rate is
-        constant after warm-up, so nothing else of the schedule is lost).
+        weights are kept, the optimiser moments and the EMA start afresh (the learning rate is a
+        function of the step, so a recipe's ``lr_milestones`` say the rest of the schedule).
         """
         if not init_from:
             return controlnet_from_unet(self.unet, len(self.tasks), **SHAPEWORLD_CONTROLNET)
-        from ...models.folder import refuse_pickles
-
-        folder = Path(init_from)
-        if not (folder / "config.json").is_file():
-            raise EveditError(f"init_from {init_from!r} is not a ControlNet folder (no config.json).")
-        refuse_pickles(folder)
-        net = ControlNetModel.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+        net = load_trainable(ControlNetModel, init_from, "ControlNet")
         if net.config.num_class_embeds != len(self.tasks):
             raise EveditError(f"init_from {init_from!r} has {net.config.num_class_embeds} task labels, "
                               f"ShapeWorld has {len(self.tasks)}.")

@@ -28,7 +28,7 @@ from ...models.task_classifier import TaskClassifier
 from ...world import SPLITS, TASKS, WorldConfig, make_edit, sample_scene
 from ...world.edits import object_count_range
 from .clip import PooledTextCache
-from .common import text_encoder
+from .common import load_trainable, text_encoder
 
 STYLE = ("outline", "pixelate")
 #: Hand-written instructions in users' words (other objects, other styles) and the ShapeWorld
@@ -115,10 +115,7 @@ class TaskClassifierStage:
     def __init__(self, config: TaskClassifierStageConfig | None = None):
         self.config = c = config or TaskClassifierStageConfig()
         if c.init_from:
-            from ...models.folder import refuse_pickles
-
-            refuse_pickles(Path(c.init_from))
-            self.model = TaskClassifier.from_pretrained(c.init_from, use_safetensors=True)
+            self.model = load_trainable(TaskClassifier, c.init_from, "task classifier")
         else:
             self.model = TaskClassifier(tasks=list(TASKS), hidden=c.hidden, dropout=c.dropout)
         self.text = text_encoder()
