@@ -94,9 +94,17 @@ def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guida
 
 
 @torch.no_grad()
-def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, image_scale: float = 1.5,
-                         text_scale: float = 3.0, progress: bool = True, split: str = "test") -> dict:
-    """Per-frame edits of ``split`` frames, ``per_task`` frames of every task, against the true edit."""
+def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, image_scale: float | None = None,
+                         text_scale: float | None = None, progress: bool = True, split: str = "test") -> dict:
+    """Per-frame edits of ``split`` frames, ``per_task`` frames of every task, against the true edit.
+
+    Scales default to the teacher's own (:class:`~evedit.training.fdd.config.FDDConfig`), the
+    ones FDD and the baselines sample it with.
+    """
+    from .fdd.config import FDDConfig
+
+    image_scale = FDDConfig.edit_image_scale if image_scale is None else image_scale
+    text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
     teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     out: dict[str, float] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):

@@ -41,7 +41,7 @@ class EditAdapterConfig:
     eval_items: int = 16  # validation images edited per evaluation
     eval_steps: int = 20  # DDIM steps for evaluation edits (the quality report uses 50)
     image_scale: float = 1.5  # ip2p image guidance at evaluation
-    text_scale: float = 3.0  # ip2p text guidance at evaluation
+    text_scale: float = 2.0  # ip2p text guidance at evaluation (FDDConfig's; 3.0 before stop 12)
     train_length: int = 100_000
     seed: int = 0
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
