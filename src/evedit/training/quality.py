@@ -26,7 +26,6 @@ so the same folder gives the same report.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -162,19 +161,13 @@ def video_teacher_quality(model: EVEModel, scorer, items: int = 16, steps: int =
 
 @torch.no_grad()
 def shapeclip_quality(scorer, items: int = 256) -> dict:
-    """Zero-shot top-1 caption retrieval among the caption and 9 one-attribute-off siblings."""
-    from .stages.clip import ShapeCLIPDataset, _rows
+    """Zero-shot retrieval among the caption and 9 one-attribute-off siblings (the stage's own
+    :func:`~evedit.training.stages.clip.retrieval_figures`, on test scenes)."""
+    from .stages.clip import ShapeCLIPDataset, retrieval_figures
 
-    wins: dict[str, list[float]] = defaultdict(list)
-    for batch in _batches(ShapeCLIPDataset("test", items, 9), items, 32):
-        rows, valid = _rows(batch["captions"], len(batch["valid"])), batch["valid"]
-        frames = scorer.clip.image_features(batch["images"][:, 0])
-        videos = scorer.clip.video_features(batch["clip"])
-        for i, row in enumerate(rows):
-            text = torch.cat([scorer.text(c) for c, ok in zip(row, valid[i]) if ok])
-            wins["image_top1"].append(float((text @ frames[i]).argmax() == 0))
-            wins["video_top1"].append(float((text @ videos[i]).argmax() == 0))
-    return {**{k: float(np.mean(v)) for k, v in wins.items()}, "items": items, "candidates": 10}
+    batches = _batches(ShapeCLIPDataset("test", items, 9), items, 32)
+    figures = retrieval_figures(scorer.clip, lambda texts: scorer.text_encoder(texts).pooled, batches)
+    return {**figures, "items": items, "candidates": 10}
 
 
 @torch.no_grad()

@@ -189,6 +189,56 @@ def _rows(columns, b: int) -> list[list[str]]:
     return [[str(col[i]) for col in columns] for i in range(b)]
 
 
+def group_text(model: ShapeCLIP, pooled, batch: dict) -> tuple[list[list[str]], torch.Tensor, torch.Tensor]:
+    """A :class:`ShapeCLIPDataset` batch's captions as B rows of G, ``valid`` (B, G) and their
+    ShapeCLIP text features (B, G, D), zeros where invalid. ``pooled``: strings -> MiniLM pooled
+    embeddings (a :class:`PooledTextCache`, or an encoder's ``pooled``)."""
+    device = model.device
+    valid = torch.as_tensor(batch["valid"]).bool()  # (B, G)
+    b, g = valid.shape
+    rows = _rows(batch["captions"], b)
+    wanted = [rows[i][j] for i in range(b) for j in range(g) if valid[i, j]]
+    feats = model.text_features(pooled(wanted).to(device))  # (M, D)
+    text = feats.new_zeros(b, g, feats.shape[1])
+    text[valid.to(device)] = feats  # row-major, like `wanted`
+    return rows, valid.to(device), text
+
+
+@torch.no_grad()
+def retrieval_figures(model: ShapeCLIP, pooled, batches) -> dict[str, float]:
+    """Top-1 retrieval among 10 (the truth and 9 one-attribute-off siblings), chance 0.1.
+
+    ``batches``: collated :class:`ShapeCLIPDataset` items of any split; ``pooled`` as in
+    :func:`group_text`. ``image_top1``: a frame's caption among its siblings' captions;
+    ``video_top1``: the same for the clip; ``image_t2i_top1``: a caption's frame among its
+    siblings' frames; ``image_pair_<attribute>``: how often the true caption beats one that
+    changed that attribute (also ``video_pair_<attribute>``).
+    """
+    device = model.device
+    counts: dict[str, list[float]] = {}
+    for batch in batches:
+        rows, valid, text = group_text(model, pooled, batch)  # text (B, G, D)
+        b, g = valid.shape
+        imgs = model.image_features(batch["images"].to(device).flatten(0, 1)).view(b, g, -1)
+        vid = model.video_features(batch["clip"].to(device))  # (B, D)
+        scores = {
+            "image": torch.einsum("bd,bgd->bg", imgs[:, 0], text),
+            "video": torch.einsum("bd,bgd->bg", vid, text),
+            "image_t2i": torch.einsum("bd,bgd->bg", text[:, 0], imgs),
+        }
+        for name, sc in scores.items():
+            sc = sc.masked_fill(~valid, float("-inf"))
+            counts.setdefault(f"{name}_top1", []).extend((sc.argmax(1) == 0).float().tolist())
+            if name == "image_t2i":
+                continue
+            wins = (sc[:, :1] > sc).cpu()
+            for i, attrs in enumerate(_rows(batch["attributes"], b)):
+                for j in range(1, g):
+                    if valid[i, j]:
+                        counts.setdefault(f"{name}_pair_{attrs[j]}", []).append(float(wins[i, j]))
+    return {k: float(np.mean(v)) for k, v in sorted(counts.items())}
+
+
 class ClipStage:
     name = "clip"
 
@@ -233,15 +283,7 @@ class ClipStage:
     # ---- loss -------------------------------------------------------------------------------
     def _group_text(self, batch: dict) -> tuple[list[list[str]], torch.Tensor, torch.Tensor]:
         """Captions as B rows of G, ``valid`` (B, G) and their text features (B, G, D) (zeros where invalid)."""
-        device = self.model.device
-        valid = torch.as_tensor(batch["valid"]).bool()  # (B, G)
-        b, g = valid.shape
-        rows = _rows(batch["captions"], b)
-        wanted = [rows[i][j] for i in range(b) for j in range(g) if valid[i, j]]
-        feats = self.model.text_features(self.texts(wanted).to(device))  # (M, D)
-        text = feats.new_zeros(b, g, feats.shape[1])
-        text[valid.to(device)] = feats  # row-major, like `wanted`
-        return rows, valid.to(device), text
+        return group_text(self.model, self.texts, batch)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.model.device
@@ -272,35 +314,8 @@ class ClipStage:
 
     @torch.no_grad()
     def evaluate(self, batches: int = 4) -> dict[str, float]:
-        """Top-1 retrieval among 10 (the truth and 9 one-attribute-off siblings), chance 0.1.
-
-        ``image_top1``: a frame's caption among its siblings' captions; ``video_top1``: the same
-        for the clip; ``image_t2i_top1``: a caption's frame among its siblings' frames;
-        ``image_pair_<attribute>``: how often the true caption beats one that changed that attribute.
-        """
-        device = self.model.device
-        counts: dict[str, list[float]] = {}
-        for batch in self._val_batches(min(self.config.eval_items, batches * 64)):
-            rows, valid, text = self._group_text(batch)  # text (B, G, D)
-            b, g = valid.shape
-            imgs = self.model.image_features(batch["images"].to(device).flatten(0, 1)).view(b, g, -1)
-            vid = self.model.video_features(batch["clip"].to(device))  # (B, D)
-            scores = {
-                "image": torch.einsum("bd,bgd->bg", imgs[:, 0], text),
-                "video": torch.einsum("bd,bgd->bg", vid, text),
-                "image_t2i": torch.einsum("bd,bgd->bg", text[:, 0], imgs),
-            }
-            for name, s in scores.items():
-                s = s.masked_fill(~valid, float("-inf"))
-                counts.setdefault(f"{name}_top1", []).extend((s.argmax(1) == 0).float().tolist())
-                if name == "image_t2i":
-                    continue
-                wins = (s[:, :1] > s).cpu()
-                for i, attrs in enumerate(_rows(batch["attributes"], b)):
-                    for j in range(1, g):
-                        if valid[i, j]:
-                            counts.setdefault(f"{name}_pair_{attrs[j]}", []).append(float(wins[i, j]))
-        return {k: float(np.mean(v)) for k, v in sorted(counts.items())}
+        """:func:`retrieval_figures` on validation scenes (``batches`` x 64, at most ``eval_items``)."""
+        return retrieval_figures(self.model, self.texts, self._val_batches(min(self.config.eval_items, batches * 64)))
 
     @torch.no_grad()
     def sample(self, out_dir: Path, step: int) -> list[Path]:
