@@ -246,7 +246,9 @@ def quality_markdown(report: dict) -> str:
                   "| " + " | ".join(f"{x:.1f}" for x in e["psnr_per_task"].values()) + " |"]
     s = report.get("shapeclip")
     if s:
-        lines += ["", f"ShapeCLIP video-tower top-1: {s['video_top1']:.3f}."]
+        pairs = ", ".join(f"{k.removeprefix('image_pair_')} {v:.2f}" for k, v in s.items() if k.startswith("image_pair_"))
+        lines += ["", f"ShapeCLIP video-tower top-1: {s['video_top1']:.3f}"
+                  + (f"; frame vs one-attribute-off caption, pairwise: {pairs}." if pairs else ".")]
     lines += ["", f"Measured in {report['seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
