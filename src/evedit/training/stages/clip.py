@@ -281,13 +281,9 @@ class ClipStage:
         return ShapeCLIPDataset(split, max(c.eval_items, c.sample_images), c.eval_negatives)
 
     # ---- loss -------------------------------------------------------------------------------
-    def _group_text(self, batch: dict) -> tuple[list[list[str]], torch.Tensor, torch.Tensor]:
-        """Captions as B rows of G, ``valid`` (B, G) and their text features (B, G, D) (zeros where invalid)."""
-        return group_text(self.model, self.texts, batch)
-
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.model.device
-        rows, valid, text = self._group_text(batch)
+        rows, valid, text = group_text(self.model, self.texts, batch)
         images = batch["images"].to(device)[valid]  # (M, 3, H, W): every valid member of every group
         captions = [t for row in rows for t in row if t]
         same = torch.tensor([[x == y for y in captions] for x in captions], device=device)  # (M, M)

@@ -26,6 +26,7 @@ from ...losses import denoising_loss
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import EditAdapter, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
+from ..fdd.config import FDDConfig
 from .common import drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8
 
 
@@ -40,8 +41,8 @@ class EditAdapterConfig:
     drop_both: float = 0.05
     eval_items: int = 16  # validation images edited per evaluation
     eval_steps: int = 20  # DDIM steps for evaluation edits (the quality report uses 50)
-    image_scale: float = 1.5  # ip2p image guidance at evaluation
-    text_scale: float = 2.0  # ip2p text guidance at evaluation (FDDConfig's; 3.0 before stop 12)
+    image_scale: float = FDDConfig.edit_image_scale  # ip2p guidance at evaluation: the teacher's own
+    text_scale: float = FDDConfig.edit_text_scale  # (text 3.0 before stop 12)
     train_length: int = 100_000
     seed: int = 0
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
