@@ -10,14 +10,14 @@ EVEDIT=${EVEDIT:-.venv/bin/evedit}
 RUNS=runs  # the recipes in configs/ read their inputs from runs/<stage>/export
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-stage() {  # stage NAME: train one stage unless its export exists
-  local name=$1 resume=""
+stage() {  # stage NAME [STAGE]: train configs/NAME.yaml (stage STAGE, default NAME) into runs/NAME
+  local name=$1 kind=${2:-$1} resume=""
   if [ -f "$RUNS/$name/export/train_summary.json" ]; then
     echo "== $name: already trained ($RUNS/$name/export)"; return
   fi
   if compgen -G "$RUNS/$name/checkpoints/step_*" > /dev/null; then resume="--resume"; fi
   echo "== $name ${resume:+(resuming)}"
-  "$EVEDIT" train "$name" --config "configs/$name.yaml" --out "$RUNS/$name" $resume
+  "$EVEDIT" train "$kind" --config "configs/$name.yaml" --out "$RUNS/$name" $resume
 }
 
 parallel() {  # parallel NAME...: train stages side by side; fail if any fails
@@ -29,7 +29,10 @@ parallel() {  # parallel NAME...: train stages side by side; fail if any fails
 stage codec
 parallel t2i clip            # ShapeCLIP and the task classifier need no other part
 stage task-classifier
-parallel edit-adapter video-adapter
+stage edit-adapter & edit_pid=$!   # the longest stage; beside it, the video adapter and then
+stage video-adapter                # the codec's decoder fine-tune (encoder frozen: the latents the
+stage codec-decoder codec          # other stages trained on stay the same), which assembly prefers
+wait "$edit_pid"
 
 "$EVEDIT" model assemble --runs "$RUNS" --out "$RUNS/teachers"
 if [ ! -f "$RUNS/align/align_summary.json" ]; then

@@ -17,7 +17,7 @@ from evedit.training import TrainConfig, load_config, train
 from evedit.training.checkpoint import list_checkpoints, load_tree, save_tree
 from evedit.training.data import DataConfig, StepSampler, image_caption_dataset
 from evedit.training.stages import STAGES
-from evedit.training.stages.codec import CodecStage
+from evedit.training.stages.codec import CodecConfig, CodecStage
 from evedit.training.stages.t2i import T2IConfig, T2IStage
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny"
@@ -129,6 +129,23 @@ def test_t2i_trains_only_the_unet(codec_run, tmp_path):
         same = all(torch.equal(before[name][k], after[k]) for k in after)
         assert same == (name != "unet"), name
         assert all(p.requires_grad == (name == "unet") for p in module.parameters())
+
+
+def test_codec_decoder_only_keeps_the_encoder_and_its_latent_scale(codec_run, tmp_path):
+    vae = codec_run / "export" / "vae"
+    stage = CodecStage(CodecConfig(init_from=str(vae), decoder_only=True, eval_items=2, sample_items=1,
+                                   data=DataConfig(train_items=8, val_items=2)))
+    before = {k: v.clone() for k, v in stage.vae.state_dict().items()}
+    train(stage, TrainConfig(out=str(tmp_path / "run"), max_steps=1, batch_size=2, lr=1e-2,
+                             eval_every=0, sample_every=0))
+    changed = {k.split(".")[0] for k, v in stage.vae.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == {"decoder", "post_quant_conv"}
+    stage.export(tmp_path / "export")
+    scale = [json.loads((f / "vae" / "config.json").read_text())["scaling_factor"]
+             for f in (codec_run / "export", tmp_path / "export")]
+    assert scale[0] == scale[1]
+    with pytest.raises(EveditError, match="init_from"):
+        CodecStage(CodecConfig(decoder_only=True))
 
 
 class NanCodec(CodecStage):
@@ -251,6 +268,20 @@ def test_state_trees_round_trip_without_pickles(tmp_path):
     for key, state in opt.state_dict()["state"].items():
         assert all(torch.equal(state[k], back["state"][key][k]) for k in state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["opt.json", "opt.safetensors"]
+
+
+def test_assembly_takes_the_decoder_fine_tune_where_it_was_exported(tmp_path):
+    from evedit.training.ship import _part
+
+    (tmp_path / "codec" / "export" / "vae").mkdir(parents=True)
+    (tmp_path / "codec" / "export" / "vae" / "config.json").write_text("{}")
+    assert _part(tmp_path, "codec", "vae") == tmp_path / "codec" / "export" / "vae"
+    (tmp_path / "codec-decoder" / "export" / "vae").mkdir(parents=True)
+    assert _part(tmp_path, "codec", "vae") == tmp_path / "codec" / "export" / "vae"  # not exported yet
+    (tmp_path / "codec-decoder" / "export" / "vae" / "config.json").write_text("{}")
+    assert _part(tmp_path, "codec", "vae") == tmp_path / "codec-decoder" / "export" / "vae"
+    with pytest.raises(EveditError, match="evedit train t2i"):
+        _part(tmp_path, "t2i", "unet")
 
 
 def test_model_card_says_which_stages_continued_from_trained_weights(tmp_path):

@@ -123,8 +123,8 @@ def world_tasks() -> None:
 
 @app.command("train")
 def train_command(
-    stage: str = typer.Argument(..., help="Stage to train: [bold]codec[/], [bold]t2i[/] "
-                                "(more as they are added; an unknown name lists them)."),
+    stage: str = typer.Argument(..., help="Stage to train: [bold]codec[/], [bold]t2i[/], [bold]edit-adapter[/], "
+                                "[bold]video-adapter[/], [bold]clip[/] or [bold]task-classifier[/]."),
     config: Path = typer.Option(..., "--config", "-c",
                                 help="Recipe YAML with [bold]train:[/] and [bold]stage:[/] sections, e.g. configs/codec.yaml."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Override the recipe's train.max_steps."),

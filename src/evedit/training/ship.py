@@ -24,13 +24,22 @@ PARTS = {  # part -> (stage, sub-folder of the stage's export)
     "vae": ("codec", "vae"), "unet": ("t2i", "unet"), "controlnet": ("edit-adapter", "controlnet"),
     "motion_adapter": ("video-adapter", "motion_adapter"), "first_frame": ("video-adapter", "first_frame"),
 }
+# A stage whose run, when exported, supersedes another's part: the decoder fine-tune of the codec
+# (configs/codec-decoder.yaml) keeps the encoder, so it replaces the codec's VAE as it stands.
+REFINED = {"codec": "codec-decoder"}
 EXTRAS = {"shapeclip": ("clip", "shapeclip"), "task_classifier": ("task-classifier", "task_classifier")}
 CLASSES = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "controlnet": ControlNetModel,
            "motion_adapter": MotionAdapter, "first_frame": FirstFrameBranch}
 
 
+def _source(runs: Path, stage: str, sub: str) -> str:
+    """The run a part comes from: the stage's own, or its refinement's where that was exported."""
+    refined = REFINED.get(stage)
+    return refined if refined and (runs / refined / "export" / sub / "config.json").is_file() else stage
+
+
 def _part(runs: Path, stage: str, sub: str) -> Path:
-    path = runs / stage / "export" / sub
+    path = runs / _source(runs, stage, sub) / "export" / sub
     if not (path / "config.json").is_file():
         raise EveditError(f"Missing trained part '{path}': run `evedit train {stage}` first.")
     return path
@@ -95,7 +104,8 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
         path = runs / stage / "export" / sub
         if (path / "config.json").is_file():
             extras[name] = path
-    stages = sorted({s for s, _ in [*PARTS.values(), *EXTRAS.values()]})
+    stages = sorted({s for s, _ in [*PARTS.values(), *EXTRAS.values()]}
+                    | {_source(runs, *where) for where in PARTS.values()})
     card = model_card(runs, stages)
     if aligned is not None:
         card += _take_lora(model, Path(aligned))

@@ -5,6 +5,12 @@ keeps the flat-coloured shapes' edges sharp (L2 alone blurs them); L2 is what PS
 Evaluation: PSNR (dB) of mode reconstructions of fixed validation images. Export: the VAE with
 ``scaling_factor = 1 / std`` of latents of training images, so the diffusion stages see
 unit-variance latents (as SD's 0.18215 was measured).
+
+``decoder_only`` (with ``init_from``, a trained VAE folder) fine-tunes the decoder and
+``post_quant_conv`` on the frozen encoder's posterior samples, as Stability did for SD's ft-MSE
+VAE: the latent space, and so every diffusion part already trained on it, stays valid, while
+reconstructions (and every decoded edit) get sharper. The KL term is then constant and skipped,
+and export keeps the folder's ``scaling_factor`` (the encoder, hence the latent std, is unchanged).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from diffusers import AutoencoderKL
 from torch import nn
 from torch.utils.data import default_collate
 
+from ...errors import EveditError
 from ...io import write_image
 from ...models.presets import SHAPEWORLD_VAE
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
-from .common import grid, psnr, to_uint8
+from .common import grid, load_trainable, psnr, to_uint8
 
 
 @dataclass
@@ -37,14 +44,21 @@ class CodecConfig:
     sample_items: int = 8  # columns of the sample grid (originals over reconstructions)
     scale_items: int = 64  # training images whose latent std sets scaling_factor at export
     seed: int = 0  # posterior samples drawn at export
+    init_from: str | None = None  # a trained VAE folder to continue from; None: from scratch
+    # Train only the decoder side (decoder, post_quant_conv) on the frozen encoder: keeps the
+    # latent space of the diffusion parts trained on it. Needs init_from.
+    decoder_only: bool = False
 
 
 class CodecStage:
     name = "codec"
 
     def __init__(self, config: CodecConfig | None = None):
-        self.config = config or CodecConfig()
-        self.vae = AutoencoderKL(**SHAPEWORLD_VAE)
+        self.config = c = config or CodecConfig()
+        if c.decoder_only and not c.init_from:
+            raise EveditError("decoder_only needs init_from: a trained codec whose encoder stays frozen.")
+        self.vae = load_trainable(AutoencoderKL, c.init_from, "codec (vae)") if c.init_from \
+            else AutoencoderKL(**SHAPEWORLD_VAE)
         self._val: torch.Tensor | None = None  # fixed validation images, cached on the CPU
 
     @classmethod
@@ -52,6 +66,8 @@ class CodecStage:
         return cls(structured(CodecConfig, data, "stage section for 'codec'"))
 
     def trainable_modules(self) -> list[nn.Module]:
+        if self.config.decoder_only:
+            return [self.vae.decoder, self.vae.post_quant_conv]
         return [self.vae]
 
     def modules(self) -> dict[str, nn.Module]:
@@ -62,6 +78,8 @@ class CodecStage:
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         c, x = self.config, batch["image"]  # (B, 3, H, W) in [-1, 1]
+        if c.decoder_only:
+            return self._decoder_loss(x, generator)
         posterior = self.vae.encode(x).latent_dist
         recon = self.vae.decode(posterior.sample(generator)).sample
         l1 = (recon - x).abs().mean()
@@ -69,6 +87,16 @@ class CodecStage:
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
         loss = c.l1_weight * l1 + c.l2_weight * l2 + c.kl_weight * kl
         return {"loss": loss, "l1": l1.detach(), "l2": l2.detach(), "kl": kl.detach()}
+
+    def _decoder_loss(self, x: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """Reconstruction terms through the decoder alone (the frozen encoder's KL is constant)."""
+        c = self.config
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.sample(generator)  # (B, 4, h, w), as diffusion saw
+        recon = self.vae.decode(z).sample
+        l1 = (recon - x).abs().mean()
+        l2 = (recon - x).pow(2).mean()
+        return {"loss": c.l1_weight * l1 + c.l2_weight * l2, "l1": l1.detach(), "l2": l2.detach()}
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _images(self, split: str, n: int) -> torch.Tensor:
@@ -113,5 +141,6 @@ class CodecStage:
         return float(z.float().std())
 
     def export(self, folder: Path) -> None:
-        self.vae.register_to_config(scaling_factor=1.0 / max(self.latent_std(), 1e-6))
+        if not self.config.decoder_only:  # a frozen encoder keeps the loaded scaling_factor
+            self.vae.register_to_config(scaling_factor=1.0 / max(self.latent_std(), 1e-6))
         self.vae.save_pretrained(Path(folder) / "vae", safe_serialization=True)
