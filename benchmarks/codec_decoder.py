@@ -1,4 +1,4 @@
-"""Two codec decoders on the same encoder, side by side: reconstructions and decoded teacher edits.
+"""Codec decoders on the same encoder, side by side: reconstructions and decoded teacher edits.
 
 The decoder fine-tune (``configs/codec-decoder.yaml``) trains only the codec's decoder on its frozen
 encoder, so the latent space, and every diffusion part trained on it, is unchanged. This measures
@@ -6,13 +6,14 @@ what that buys, in one run with one seeded set of draws:
 
 - codec: PSNR of mode reconstructions of ``--codec-items`` **test** frames, with each decoder;
 - edit teacher: per-frame edits (DDIM, the teacher's FDD guidance) of ``--per-task`` test frames of
-  every task, each latent decoded by both decoders, PSNR against the true edit per task.
+  every task, each latent decoded by every decoder, PSNR against the true edit per task.
 
-The model's VAE is swapped between the two folders; the encoders must be identical (checked), so
+The model's VAE is swapped between the folders; the encoders must be identical (checked), so
 the sampled latents are the same and only decoding differs. Writes
 ``benchmarks/results/codec_decoder.md``.
 
-Run: ``python benchmarks/codec_decoder.py --model models/shapeworld --old OLD_VAE --new NEW_VAE``
+Run: ``python benchmarks/codec_decoder.py --model models/shapeworld --vae shipped=models/shapeworld/vae
+--vae tuned=runs/codec-decoder/export/vae``
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def markdown(out: dict, vaes: dict[str, str], args) -> str:
     names = list(out)
     tasks = list(out[names[0]]["edit"]["psnr_per_task"])
     lines = ["# Codec decoders side by side (test split)", "",
-             f"`python benchmarks/codec_decoder.py --model {args.model} --old {vaes['old']} --new {vaes['new']}"
-             f" --codec-items {args.codec_items} --per-task {args.per_task} --steps {args.steps}`", "",
+             f"`python benchmarks/codec_decoder.py --model {args.model} "
+             + " ".join(f"--vae {k}={v}" for k, v in vaes.items()) + f" --codec-items {args.codec_items} --per-task {args.per_task} --steps {args.steps}`", "",
              "Same encoder (checked), same seeded draws: the edit teacher's latents are identical and",
              "only the decoder differs. One torch thread.", "",
              "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
@@ -86,14 +87,16 @@ def markdown(out: dict, vaes: dict[str, str], args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/shapeworld", help="model folder (its VAE is swapped)")
-    parser.add_argument("--old", required=True, help="VAE folder of the first decoder")
-    parser.add_argument("--new", required=True, help="VAE folder of the second decoder (same encoder)")
+    parser.add_argument("--vae", action="append", required=True, metavar="NAME=FOLDER",
+                        help="a VAE folder to compare, named (repeat; all must share one encoder)")
     parser.add_argument("--codec-items", type=int, default=256)
     parser.add_argument("--per-task", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "codec_decoder.md"))
     args = parser.parse_args()
-    vaes = {"old": args.old, "new": args.new}
+    if any("=" not in v for v in args.vae):
+        parser.error("--vae takes NAME=FOLDER, e.g. --vae shipped=models/shapeworld/vae")
+    vaes = dict(v.split("=", 1) for v in args.vae)
     out = measure(args.model, vaes, args.codec_items, args.per_task, args.steps)
     Path(args.out).write_text(markdown(out, vaes, args))
     print(f"wrote {args.out}")

@@ -7,10 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=models/shapeworld
-declare -A PARTS=([codec]="vae" [codec-decoder]="vae" [t2i]="unet" [edit-adapter]="controlnet" [video-adapter]="motion_adapter first_frame"
+declare -A PARTS=([codec]="vae" [codec-decoder]="vae" [codec-decoder-noise]="vae"
+                  [t2i]="unet" [edit-adapter]="controlnet" [video-adapter]="motion_adapter first_frame"
                   [clip]="shapeclip" [task-classifier]="task_classifier")
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(codec codec-decoder t2i edit-adapter video-adapter clip task-classifier)
+[ ${#stages[@]} -gt 0 ] || stages=(codec codec-decoder codec-decoder-noise t2i edit-adapter video-adapter clip task-classifier)
 for stage in "${stages[@]}"; do
   parts=${PARTS[$stage]:-}
   if [ -z "$parts" ]; then echo "Unknown stage '$stage'; stages: ${!PARTS[*]}." >&2; exit 2; fi

@@ -29,9 +29,10 @@ parallel() {  # parallel NAME...: train stages side by side; fail if any fails
 stage codec
 parallel t2i clip            # ShapeCLIP and the task classifier need no other part
 stage task-classifier
-stage edit-adapter & edit_pid=$!   # the longest stage; beside it, the video adapter and then
-stage video-adapter                # the codec's decoder fine-tune (encoder frozen: the latents the
-stage codec-decoder codec          # other stages trained on stay the same), which assembly prefers
+stage edit-adapter & edit_pid=$!   # the longest stage; beside it, the video adapter, then the
+stage video-adapter                # codec's two decoder fine-tunes (encoder frozen: the latents
+stage codec-decoder codec          # the other stages trained on stay the same), whose VAE
+stage codec-decoder-noise codec    # assembly prefers
 wait "$edit_pid"
 
 "$EVEDIT" model assemble --runs "$RUNS" --out "$RUNS/teachers"

@@ -148,6 +148,16 @@ def test_codec_decoder_only_keeps_the_encoder_and_its_latent_scale(codec_run, tm
         CodecStage(CodecConfig(decoder_only=True))
 
 
+def test_codec_latent_noise_is_seeded_and_changes_the_decoder_loss(codec_run):
+    batch = {"image": torch.rand(2, 3, 64, 64) * 2 - 1}
+    losses = {}
+    for noise in (0.0, 0.0, 1.0):
+        stage = CodecStage(CodecConfig(init_from=str(codec_run / "export" / "vae"), decoder_only=True,
+                                       latent_noise=noise))
+        losses.setdefault(noise, []).append(float(stage.loss(batch, torch.Generator().manual_seed(0))["loss"].detach()))
+    assert losses[0.0][0] == losses[0.0][1] != losses[1.0][0]
+
+
 class NanCodec(CodecStage):
     """The codec whose loss turns NaN at step 3, after the step-2 checkpoint."""
 
@@ -271,7 +281,7 @@ def test_state_trees_round_trip_without_pickles(tmp_path):
 
 
 def test_assembly_takes_the_decoder_fine_tune_where_it_was_exported(tmp_path):
-    from evedit.training.ship import _part
+    from evedit.training.ship import _part, card_stages
 
     (tmp_path / "codec" / "export" / "vae").mkdir(parents=True)
     (tmp_path / "codec" / "export" / "vae" / "config.json").write_text("{}")
@@ -280,6 +290,10 @@ def test_assembly_takes_the_decoder_fine_tune_where_it_was_exported(tmp_path):
     assert _part(tmp_path, "codec", "vae") == tmp_path / "codec" / "export" / "vae"  # not exported yet
     (tmp_path / "codec-decoder" / "export" / "vae" / "config.json").write_text("{}")
     assert _part(tmp_path, "codec", "vae") == tmp_path / "codec-decoder" / "export" / "vae"
+    (tmp_path / "codec-decoder-noise" / "export" / "vae").mkdir(parents=True)
+    (tmp_path / "codec-decoder-noise" / "export" / "vae" / "config.json").write_text("{}")
+    assert _part(tmp_path, "codec", "vae") == tmp_path / "codec-decoder-noise" / "export" / "vae"
+    assert {"codec", "codec-decoder", "codec-decoder-noise"} <= set(card_stages(tmp_path))
     with pytest.raises(EveditError, match="evedit train t2i"):
         _part(tmp_path, "t2i", "unet")
 

@@ -24,18 +24,28 @@ PARTS = {  # part -> (stage, sub-folder of the stage's export)
     "vae": ("codec", "vae"), "unet": ("t2i", "unet"), "controlnet": ("edit-adapter", "controlnet"),
     "motion_adapter": ("video-adapter", "motion_adapter"), "first_frame": ("video-adapter", "first_frame"),
 }
-# A stage whose run, when exported, supersedes another's part: the decoder fine-tune of the codec
-# (configs/codec-decoder.yaml) keeps the encoder, so it replaces the codec's VAE as it stands.
-REFINED = {"codec": "codec-decoder"}
+# Runs that, once exported, supersede a stage's part, most refined first: the codec's decoder
+# fine-tunes (configs/codec-decoder*.yaml) keep its encoder, so they replace its VAE as it stands.
+REFINED = {"codec": ("codec-decoder-noise", "codec-decoder")}
 EXTRAS = {"shapeclip": ("clip", "shapeclip"), "task_classifier": ("task-classifier", "task_classifier")}
 CLASSES = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "controlnet": ControlNetModel,
            "motion_adapter": MotionAdapter, "first_frame": FirstFrameBranch}
 
 
+def _refinements(runs: Path, stage: str, sub: str) -> list[str]:
+    """The runs refining ``stage`` that exported ``sub``, most refined first."""
+    return [r for r in REFINED.get(stage, ()) if (runs / r / "export" / sub / "config.json").is_file()]
+
+
 def _source(runs: Path, stage: str, sub: str) -> str:
-    """The run a part comes from: the stage's own, or its refinement's where that was exported."""
-    refined = REFINED.get(stage)
-    return refined if refined and (runs / refined / "export" / sub / "config.json").is_file() else stage
+    """The run a part comes from: the most refined run that exported it, else the stage's own."""
+    return (_refinements(runs, stage, sub) or [stage])[0]
+
+
+def card_stages(runs: Path) -> list[str]:
+    """Every run the assembled model's parts and extras come from, refinements included."""
+    return sorted({s for s, _ in [*PARTS.values(), *EXTRAS.values()]}
+                  | {r for where in PARTS.values() for r in _refinements(runs, *where)})
 
 
 def _part(runs: Path, stage: str, sub: str) -> Path:
@@ -104,9 +114,7 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
         path = runs / stage / "export" / sub
         if (path / "config.json").is_file():
             extras[name] = path
-    stages = sorted({s for s, _ in [*PARTS.values(), *EXTRAS.values()]}
-                    | {_source(runs, *where) for where in PARTS.values()})
-    card = model_card(runs, stages)
+    card = model_card(runs, card_stages(runs))
     if aligned is not None:
         card += _take_lora(model, Path(aligned))
     return save_model(model, out, half=True, extras=extras, card=card)

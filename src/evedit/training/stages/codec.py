@@ -48,6 +48,10 @@ class CodecConfig:
     # Train only the decoder side (decoder, post_quant_conv) on the frozen encoder: keeps the
     # latent space of the diffusion parts trained on it. Needs init_from.
     decoder_only: bool = False
+    # With decoder_only: Gaussian noise of std U(0, latent_noise) per image, in the diffusion
+    # parts' unit-variance latent units (x scaling_factor), added to the decoder's input, so it
+    # learns to decode imperfect latents (what samplers produce) as well as the encoder's.
+    latent_noise: float = 0.0
 
 
 class CodecStage:
@@ -93,6 +97,10 @@ class CodecStage:
         c = self.config
         with torch.no_grad():
             z = self.vae.encode(x).latent_dist.sample(generator)  # (B, 4, h, w), as diffusion saw
+            if c.latent_noise > 0:
+                sigma = torch.rand(len(z), 1, 1, 1, generator=generator).to(z) * c.latent_noise
+                eps = torch.randn(z.shape, generator=generator).to(z)
+                z = z + sigma * eps / self.vae.config.scaling_factor
         recon = self.vae.decode(z).sample
         l1 = (recon - x).abs().mean()
         l2 = (recon - x).pow(2).mean()
