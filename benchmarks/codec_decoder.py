@@ -70,7 +70,8 @@ def markdown(out: dict, vaes: dict[str, str], args) -> str:
     tasks = list(out[names[0]]["edit"]["psnr_per_task"])
     lines = ["# Codec decoders side by side (test split)", "",
              f"`python benchmarks/codec_decoder.py --model {args.model} "
-             + " ".join(f"--vae {k}={v}" for k, v in vaes.items()) + f" --codec-items {args.codec_items} --per-task {args.per_task} --steps {args.steps}`", "",
+             + " ".join(f"--vae {k}={v}" for k, v in vaes.items())
+             + f" --codec-items {args.codec_items} --per-task {args.per_task} --steps {args.steps}`", "",
              "Same encoder (checked), same seeded draws: the edit teacher's latents are identical and",
              "only the decoder differs. One torch thread.", "",
              "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names),

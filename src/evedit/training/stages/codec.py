@@ -8,9 +8,12 @@ unit-variance latents (as SD's 0.18215 was measured).
 
 ``decoder_only`` (with ``init_from``, a trained VAE folder) fine-tunes the decoder and
 ``post_quant_conv`` on the frozen encoder's posterior samples, as Stability did for SD's ft-MSE
-VAE: the latent space, and so every diffusion part already trained on it, stays valid, while
-reconstructions (and every decoded edit) get sharper. The KL term is then constant and skipped,
-and export keeps the folder's ``scaling_factor`` (the encoder, hence the latent std, is unchanged).
+VAE: the latent space, and so every diffusion part already trained on it, stays valid. The KL
+term is then constant and skipped, and export keeps the folder's ``scaling_factor`` (the encoder,
+hence the latent std, is unchanged). Measured on ShapeWorld (``benchmarks/results/codec_decoder.md``):
+sharper reconstructions alone decode *generated* latents worse (a sampler's errors rendered
+sharply), so ``latent_noise`` also trains the decoder on perturbed latents; with both, test
+reconstructions and decoded teacher edits improved.
 """
 
 from __future__ import annotations
@@ -83,28 +86,27 @@ class CodecStage:
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         c, x = self.config, batch["image"]  # (B, 3, H, W) in [-1, 1]
         if c.decoder_only:
-            return self._decoder_loss(x, generator)
+            return self._reconstruction(self.vae.decode(self._noisy_latents(x, generator)).sample, x)
         posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.sample(generator)).sample
-        l1 = (recon - x).abs().mean()
-        l2 = (recon - x).pow(2).mean()
+        terms = self._reconstruction(self.vae.decode(posterior.sample(generator)).sample, x)
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
-        loss = c.l1_weight * l1 + c.l2_weight * l2 + c.kl_weight * kl
-        return {"loss": loss, "l1": l1.detach(), "l2": l2.detach(), "kl": kl.detach()}
+        return {**terms, "loss": terms["loss"] + c.kl_weight * kl, "kl": kl.detach()}
 
-    def _decoder_loss(self, x: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        """Reconstruction terms through the decoder alone (the frozen encoder's KL is constant)."""
-        c = self.config
-        with torch.no_grad():
-            z = self.vae.encode(x).latent_dist.sample(generator)  # (B, 4, h, w), as diffusion saw
-            if c.latent_noise > 0:
-                sigma = torch.rand(len(z), 1, 1, 1, generator=generator).to(z) * c.latent_noise
-                eps = torch.randn(z.shape, generator=generator).to(z)
-                z = z + sigma * eps / self.vae.config.scaling_factor
-        recon = self.vae.decode(z).sample
-        l1 = (recon - x).abs().mean()
-        l2 = (recon - x).pow(2).mean()
-        return {"loss": c.l1_weight * l1 + c.l2_weight * l2, "l1": l1.detach(), "l2": l2.detach()}
+    def _reconstruction(self, recon: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted L1 + L2 of a reconstruction (the frozen encoder's KL, if any, is the caller's)."""
+        l1, l2 = (recon - x).abs().mean(), (recon - x).pow(2).mean()
+        loss = self.config.l1_weight * l1 + self.config.l2_weight * l2
+        return {"loss": loss, "l1": l1.detach(), "l2": l2.detach()}
+
+    @torch.no_grad()
+    def _noisy_latents(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Frozen-encoder posterior samples (B, 4, h, w), plus ``latent_noise`` if set."""
+        z = self.vae.encode(x).latent_dist.sample(generator)  # as the diffusion stages saw them
+        if self.config.latent_noise > 0:
+            sigma = torch.rand(len(z), 1, 1, 1, generator=generator).to(z) * self.config.latent_noise
+            eps = torch.randn(z.shape, generator=generator).to(z)
+            z = z + sigma * eps / self.vae.config.scaling_factor  # unit-variance units -> raw latents
+        return z
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _images(self, split: str, n: int) -> torch.Tensor:
