@@ -25,13 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_vae(path: str, dtype):
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(path, use_safetensors=True, local_files_only=True, torch_dtype=dtype)
-    return vae.eval().requires_grad_(False)
-
-
 def same_encoder(a, b) -> bool:
     import torch
 
@@ -46,10 +39,11 @@ def measure(model_path: str, vaes: dict[str, str], codec_items: int, per_task: i
 
     from evedit.models import load_model
     from evedit.training.quality import codec_quality, edit_teacher_quality
+    from evedit.training.stages.common import load_vae  # frozen, safetensors only, pickles refused
 
     torch.set_num_threads(1)
     model = load_model(model_path)
-    loaded = {name: load_vae(path, model.vae.dtype) for name, path in vaes.items()}
+    loaded = {name: load_vae(path).to(model.vae.dtype) for name, path in vaes.items()}
     first, *rest = loaded.values()
     if not all(same_encoder(first, other) for other in rest):
         raise SystemExit("The VAEs differ in their encoders; this compares decoders on one latent space.")
