@@ -29,6 +29,9 @@ world_app = typer.Typer(help="ShapeWorld, the embedded synthetic world with grou
 app.add_typer(world_app, name="world")
 model_app = typer.Typer(help="Model folders: assemble trained parts, inspect.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+data_app = typer.Typer(help="Training data: encode items once into a store the stages read.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 
@@ -139,6 +142,32 @@ def train_command(
 
     export = run_training(stage, config, max_steps=max_steps, out=out, resume=resume)
     print(f"export: {export}")
+
+
+@data_app.command("build")
+def data_build(
+    kind: str = typer.Argument(..., help="[bold]image[/] (t2i), [bold]edit[/] (edit-adapter), "
+                               "[bold]video[/] (video-adapter) or [bold]align[/] (evedit align)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store folder to write (resumed if unfinished)."),
+    items: Optional[int] = typer.Option(None, "--items", "-n", min=1, help="Train items to encode (ShapeWorld: required; your data: default all)."),
+    source: str = typer.Option("shapeworld", "--source", "-s", help="shapeworld, or your data in the stage's format (image/video folder, ip2p .jsonl, alignment manifest)."),
+    vae: Path = typer.Option(Path("runs/codec/export/vae"), "--vae", help="The frozen codec: a VAE folder, or a model folder holding vae/."),
+    frames: int = typer.Option(8, "--frames", min=1, max=64, help="Frames per clip (video, align)."),
+    shard_items: int = typer.Option(1024, "--shard-items", min=1, help="Items per shard file."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items encoded per forward pass (memory, not results)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Render (or read) train items once, encode them with the frozen codec and MiniLM, write shards.
+
+    A stage reads the store with [bold]data: {kind: store, path: OUT}[/] and refuses one made by
+    another codec or text encoder. An interrupted build continues when run again.
+    """
+    from .training.store_build import build_command
+
+    m = build_command(kind, out, items=items, source=source, vae=vae, frames=frames, shard_items=shard_items,
+                      batch_size=batch_size, progress=not quiet)
+    print(f"store: {out} ({m['items']} {kind} items, {len(m['shards'])} shards, {m['bytes'] / 2**20:.1f} MiB, "
+          f"{m['build_seconds_last_run']:.0f} s)")
 
 
 @model_app.command("assemble")

@@ -10,14 +10,23 @@ sentence embedding for metrics and the task classifier:
 - SD 1.5: a CLIP text encoder (``CLIPTextModel`` + ``CLIPTokenizer``) from a local folder; pooled =
   ``pooler_output`` (the EOS token state), as the SD pipelines and CLIP scores use.
 
-Both pad to a fixed ``max_length`` so embeddings of different batches concatenate (classifier-free
-guidance stacks the null and the conditional batch). Text longer than ``max_length`` tokens is
-truncated with a warning.
+Hidden states are padded to a fixed ``max_length`` so embeddings of different batches concatenate
+(classifier-free guidance stacks the null and the conditional batch). The padding positions are
+kept, not masked: the UNets attend to every position (no encoder attention mask), so their states
+are part of the conditioning every shipped model was trained on. Text longer than ``max_length``
+tokens is truncated with a warning.
+
+Speed: each distinct string is encoded once per process and kept in a small cache (the null text,
+repeated instructions and captions cost nothing after their first use); exact, since a string's
+states at a fixed padding do not depend on the rest of its batch. Where only the pooled embedding
+is needed (``encode_pooled``), a batch is encoded at its longest real token count, not
+``max_length``: the states at real tokens, and so the masked-mean pool, are the same (tested).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +53,19 @@ class TextEncoder(nn.Module):
     pooled_size: int
     max_length: int
 
+    cache_size = 512  # distinct strings kept (about 74 kB each at 48 x 384 fp32)
+
     def __init__(self, tokenizer, model: nn.Module, max_length: int):
         super().__init__()
         self.tokenizer = tokenizer
         self.model = model.eval().requires_grad_(False)
         self.max_length = max_length
         self.hidden_size = model.config.hidden_size
+        self._cache: OrderedDict[tuple[str, str], tuple[torch.Tensor, ...]] = OrderedDict()
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Token ids and mask padded to ``max_length``; warns when a text is truncated."""
+    def tokenize(self, texts: list[str], padding: str = "max_length") -> dict[str, torch.Tensor]:
+        """Token ids and mask padded to ``max_length`` (or, ``padding="longest"``, to the longest
+        real token count in the batch); warns when a text is truncated."""
         if isinstance(texts, str):
             texts = [texts]
         full = self.tokenizer(list(texts), padding=False, truncation=False)["input_ids"]
@@ -64,7 +77,7 @@ class TextEncoder(nn.Module):
                 stacklevel=3,
             )
         return self.tokenizer(
-            list(texts), padding="max_length", truncation=True, max_length=self.max_length,
+            list(texts), padding=padding, truncation=True, max_length=self.max_length,
             return_tensors="pt",
         )
 
@@ -78,12 +91,34 @@ class TextEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, texts: list[str]) -> TextEmbedding:
-        tokens = self.tokenize(texts).to(self.device)
+        """States padded to ``max_length``; each distinct string is encoded once (then cached)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        where = str(self.device)
+        missing = list(dict.fromkeys(t for t in texts if (t, where) not in self._cache))
+        if missing:
+            fresh = self.encode_uncached(missing)
+            for i, t in enumerate(missing):
+                self._cache[(t, where)] = (fresh.hidden_states[i], fresh.pooled[i], fresh.attention_mask[i])
+        rows = [self._cache[(t, where)] for t in texts]
+        for t in texts:
+            self._cache.move_to_end((t, where))
+        while len(self._cache) > max(self.cache_size, len(set(texts))):
+            self._cache.popitem(last=False)
+        return TextEmbedding(*(torch.stack(parts) for parts in zip(*rows)))
+
+    encode = forward
+
+    @torch.no_grad()
+    def encode_uncached(self, texts: list[str], padding: str = "max_length") -> TextEmbedding:
+        """One encoder pass over ``texts`` (no cache), padded as :meth:`tokenize` says."""
+        tokens = self.tokenize(texts, padding).to(self.device)
         out = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
         pooled = self.pool(out, tokens["attention_mask"])
         return TextEmbedding(out.last_hidden_state, pooled, tokens["attention_mask"])
 
-    encode = forward
+    def encode_pooled(self, texts: list[str]) -> torch.Tensor:
+        """Pooled embeddings (B, Dp), encoded at the batch's longest real token count."""
+        return self.encode_uncached(texts, padding="longest").pooled
 
     def pool(self, out, attention_mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -66,7 +66,7 @@ class TaskClassifier(ModelMixin, ConfigMixin):
         was_training = self.training
         self.eval()
         try:
-            pooled = text_encoder(list(instructions)).pooled.to(self.device)
+            pooled = text_encoder.encode_pooled(list(instructions)).to(self.device)
             probs = F.softmax(self(pooled).float(), dim=-1)
         finally:
             self.train(was_training)

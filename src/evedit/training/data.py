@@ -31,13 +31,13 @@ from ..world.datasets import image_tensor
 from .video_data import FILE_KEYS, TEXT_KEYS, _pick, _resize, _rows
 
 DEFAULT_TABLES = ("metadata.jsonl", "metadata.csv", "captions.jsonl", "captions.csv")
-DATA_KINDS = ("shapeworld", "folder")
+DATA_KINDS = ("shapeworld", "folder", "store")
 
 
 @dataclass
 class DataConfig:
-    kind: str = "shapeworld"  # "shapeworld" (rendered on the fly) or "folder" (your own images)
-    path: Optional[str] = None  # folder of images (kind: folder)
+    kind: str = "shapeworld"  # "shapeworld" (on the fly), "folder" (your images), "store" (encoded)
+    path: Optional[str] = None  # folder of images (kind: folder) or an encoded store (kind: store)
     captions: Optional[str] = None  # CSV/JSONL table; default: metadata.jsonl/.csv in the folder
     size: int = 64  # folder images are resized (shorter side) and centre-cropped to this
     train_items: int = 100_000  # ShapeWorld train view length (seeds 0..n-1 of the train split)
@@ -88,6 +88,9 @@ def image_caption_dataset(cfg: DataConfig, split: str) -> Dataset:
         raise EveditError(f"Unknown data kind '{cfg.kind}'; choose one of {', '.join(DATA_KINDS)}.")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if cfg.kind == "store":
+        raise EveditError("Data of kind 'store' holds encoded latents, which only the diffusion stages "
+                          "(t2i, edit-adapter, video-adapter, align) read; this stage needs images.")
     if cfg.kind == "shapeworld":
         from ..world import ImageCaptionDataset
 

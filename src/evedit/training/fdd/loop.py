@@ -27,7 +27,7 @@ class Aligner:
         self.out = Path(self.cfg.out)
         self._check_out(resume)
         self.state: FDDState = build_state(self.cfg, teacher)
-        self.data = alignment_data(self.cfg)
+        self.data = alignment_data(self.cfg, self.state.teacher)
         self.bank = TeacherBank(self.state.teacher, self.cfg)
         self.step = 0
         if resume:

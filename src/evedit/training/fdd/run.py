@@ -64,10 +64,16 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     return FDDState(cfg, teacher, student, d_edit, d_video, g_opt, d_opt, torch.Generator())
 
 
-def alignment_data(cfg: FDDConfig):
+def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
+    """The alignment items: ShapeWorld's, a JSONL manifest's, or an encoded ``align`` store's
+    (checked against the teacher's codec and text encoder)."""
     from ...world import AlignmentDataset
 
     kind = cfg.data.get("kind", "shapeworld")
+    if kind == "store":
+        from ..store import open_store
+
+        return open_store(cfg.data, "align", getattr(teacher, "vae", None), getattr(teacher, "text_encoder", None))
     if kind == "shapeworld":
         from ...world import WorldConfig
 
@@ -80,7 +86,7 @@ def alignment_data(cfg: FDDConfig):
         from ...world import TASKS
 
         return AlignmentManifest(cfg.data["path"], frames=int(cfg.data.get("frames", 8)), tasks=TASKS)
-    raise EveditError(f"Unknown alignment data kind {kind!r}; use 'shapeworld' or 'jsonl'.")
+    raise EveditError(f"Unknown alignment data kind {kind!r}; use 'shapeworld', 'jsonl' or 'store'.")
 
 
 def batch_indices(cfg: FDDConfig, step: int, n: int) -> list[int]:

@@ -21,8 +21,11 @@ def _frames(model, latents: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def write_samples(state, batch: dict, ab, fake: torch.Tensor, out_dir: Path, step: int) -> Path:
     model = state.teacher
-    inputs = ((batch["clip"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    columns = [inputs.permute(0, 2, 3, 4, 1).numpy(), _frames(model, fake)]
+    if "clip" in batch:
+        inputs = ((batch["clip"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+    else:  # an encoded store's batch: the input clip decoded from its latents
+        inputs = _frames(model, ab.source)
+    columns = [inputs, _frames(model, fake)]
     for real in (ab.edit_real, ab.video_real):
         if real is not None:
             columns.append(_frames(model, real))
@@ -37,5 +40,5 @@ def write_samples(state, batch: dict, ab, fake: torch.Tensor, out_dir: Path, ste
     write_video(path, np.concatenate(rows, axis=1), fps=8.0)
     (out_dir / f"align_{step:06d}.txt").write_text(
         "columns: input | student | edit teacher | video teacher (teachers only in the adversarial phase)\n"
-        + "\n".join(batch["instruction"]) + "\n")
+        + "\n".join(batch.get("instruction", ["(an encoded store's items carry no instruction text)"])) + "\n")
     return path

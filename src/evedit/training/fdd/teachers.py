@@ -50,8 +50,17 @@ class AlignBatch:
 
 
 def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
-    """Encode clips and texts of a collated alignment batch (no teacher calls yet)."""
+    """Encode clips and texts of a collated alignment batch (no teacher calls yet).
+
+    A batch from an ``align`` store is encoded already: its latents and text states are used as
+    they are (the null text comes from the model's encoder, cached after its first use)."""
     device = model.unet.device
+    if "source" in batch:
+        key = "instruction" if model.spec.prompt_routing == "instruction" else "caption"
+        return AlignBatch(source=batch["source"].to(device), caption=batch[f"{key}_states"].to(device),
+                          caption_pooled=batch[f"{key}_pooled"].to(device),
+                          instruction=batch["instruction_states"].to(device), task=batch["task"].to(device),
+                          null=model.text_encoder([""]).hidden_states)
     with torch.no_grad():
         source = encode_video(model.vae, batch["clip"].to(device))
         caption = model.text_encoder(list(batch["output_caption"]))

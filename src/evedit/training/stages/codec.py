@@ -55,6 +55,9 @@ class CodecConfig:
     # parts' unit-variance latent units (x scaling_factor), added to the decoder's input, so it
     # learns to decode imperfect latents (what samplers produce) as well as the encoder's.
     latent_noise: float = 0.0
+    # Channels of the 16x16 latent (from scratch only; init_from keeps the folder's). 4 keeps
+    # 25-26 dB on ShapeWorld; 8 and 16 were measured against it (benchmarks/results/codec_channels.md).
+    latent_channels: int = 4
 
 
 class CodecStage:
@@ -65,7 +68,7 @@ class CodecStage:
         if c.decoder_only and not c.init_from:
             raise EveditError("decoder_only needs init_from: a trained codec whose encoder stays frozen.")
         self.vae = load_trainable(AutoencoderKL, c.init_from, "codec (vae)") if c.init_from \
-            else AutoencoderKL(**SHAPEWORLD_VAE)
+            else AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": c.latent_channels})
         self._val: torch.Tensor | None = None  # fixed validation images, cached on the CPU
 
     @classmethod
@@ -100,7 +103,7 @@ class CodecStage:
 
     @torch.no_grad()
     def _noisy_latents(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Frozen-encoder posterior samples (B, 4, h, w), plus ``latent_noise`` if set."""
+        """Frozen-encoder posterior samples (B, C, h, w), plus ``latent_noise`` if set."""
         z = self.vae.encode(x).latent_dist.sample(generator)  # as the diffusion stages saw them
         if self.config.latent_noise > 0:
             sigma = torch.rand(len(z), 1, 1, 1, generator=generator).to(z) * self.config.latent_noise

@@ -8,6 +8,9 @@ gets the instruction, the codec latent of the input image and the task label.
 Condition dropout follows InstructPix2Pix (Brooks et al. 2023, section 3.4): 5% of items lose the
 text (caption and instruction become ""), 5% the image (an all-zero condition), 5% both, so the
 teacher supports classifier-free and image guidance at inference.
+
+With ``data: {kind: store, path: ...}`` the train items come encoded from an ``edit`` store
+(``evedit data build edit``): latents and text states are read, not computed, in the step.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ...models.compose import image_edit_forward
 from ...models.edit_adapter import EditAdapter, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
+from ..store import drop_states, open_store
 from .common import drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8
 
 
@@ -93,6 +97,9 @@ class EditAdapterStage:
         from ...world import EditTripletDataset
 
         kind = self.config.data.get("kind", "shapeworld")
+        if kind == "store" and split == "train":
+            self.store = open_store(self.config.data, self.name, self.vae, self.text)
+            return self.store
         if kind == "file":
             from ..edit_data import EditTripletFile
 
@@ -117,15 +124,26 @@ class EditAdapterStage:
         no_image = ((u >= c.drop_text) & (u < c.drop_text + c.drop_image)) | (u >= 1 - c.drop_both)
         return no_text, no_image
 
+    def _stored_prompts(self, batch: dict, no_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_prompts` for a store's items: their text states, dropped to the null text."""
+        key = "caption" if self.config.prompt_routing == "paper" else "instruction"
+        null = self.store.null_states
+        return (drop_states(batch[f"{key}_states"], no_text, null),
+                drop_states(batch["instruction_states"], no_text, null))
+
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.unet.device
-        with torch.no_grad():
-            x0 = self._encode(batch["output_image"].to(device))
-            source = self._encode(batch["input_image"].to(device))
+        stored = "target" in batch  # an encoded store's item
+        if stored:
+            x0, source = batch["target"], batch["source"]
+        else:
+            with torch.no_grad():
+                x0 = self._encode(batch["output_image"].to(device))
+                source = self._encode(batch["input_image"].to(device))
         n = x0.shape[0]
         no_text, no_image = self._dropout_masks(n, generator)
         source = source * (~no_image).to(source).view(-1, 1, 1, 1)
-        caption, instruction = self._prompts(batch, no_text)
+        caption, instruction = (self._stored_prompts if stored else self._prompts)(batch, no_text)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
         x_t = self.schedule.add_noise(x0, noise, t)

@@ -4,7 +4,9 @@ The codec (from ``vae_path``, trained by stage ``codec``) and the MiniLM text en
 Objective: the project's one noise schedule (:class:`~evedit.diffusion.NoiseSchedule`,
 v-prediction at zero terminal SNR): ``x0 = codec latent x scaling_factor``, uniform ``t``, MSE to
 ``schedule.target``. 10% of captions are dropped to "" so the model also learns the unconditional
-prediction classifier-free guidance needs (Ho & Salimans 2022). Evaluation: validation loss on
+prediction classifier-free guidance needs (Ho & Salimans 2022). With ``data: {kind: store, path:
+...}`` the train items come encoded from an ``image`` store (``evedit data build image``): the
+posterior is sampled from its stored mode and std, captions are its stored states. Evaluation: validation loss on
 fixed items and draws; samples: DDIM generations with CFG for fixed validation captions.
 """
 
@@ -25,6 +27,7 @@ from ...losses import denoising_loss
 from ...models.presets import SHAPEWORLD_UNET
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
+from ..store import drop_states, open_store
 from .common import drop_texts, grid, load_vae, text_encoder, to_uint8
 
 
@@ -69,6 +72,11 @@ class T2IStage:
         return {"unet": self.unet, "vae": self.vae, "text": self.text}
 
     def dataset(self, split: str):
+        if self.config.data.kind == "store":
+            if split == "train":
+                self.store = open_store({"path": self.config.data.path}, self.name, self.vae, self.text)
+                return self.store
+            return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split)
         data = image_caption_dataset(self.config.data, split)
         if not getattr(getattr(data, "dataset", data), "has_captions", True):
             raise EveditError(f"Stage t2i needs captions, but '{self.config.data.path}' has no captions table.")
@@ -81,9 +89,12 @@ class T2IStage:
         return self.vae.encode(images).latent_dist.sample(generator) * self.vae.config.scaling_factor
 
     def diffusion_loss(self, images, captions: list[str], generator) -> torch.Tensor:
+        x0 = self.encode(images.to(self.unet.device), generator)
+        return self.latent_loss(x0, self.text(captions).hidden_states, generator)
+
+    def latent_loss(self, x0: torch.Tensor, text: torch.Tensor, generator) -> torch.Tensor:
+        """v-prediction MSE on scaled latents ``x0`` (B, C, h, w) under text states (B, L, D)."""
         device = self.unet.device
-        x0 = self.encode(images.to(device), generator)
-        text = self.text(captions).hidden_states  # (B, 32, 384)
         n = x0.shape[0]
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
@@ -91,6 +102,13 @@ class T2IStage:
         return denoising_loss(out, self.schedule.target(x0, noise, t))
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        if "latent" in batch:  # an encoded store's item: no codec or text encoder in the step
+            n = batch["latent"].shape[0]
+            dropped = torch.rand(n, generator=generator) < self.config.caption_dropout
+            eps = torch.randn(batch["latent"].shape, generator=generator).to(batch["latent"])
+            x0 = batch["latent"] + batch["latent_std"] * eps  # a posterior sample, as encode() draws
+            text = drop_states(batch["caption_states"], dropped, self.store.null_states)
+            return {"loss": self.latent_loss(x0, text, generator)}
         captions = list(batch["caption"])
         dropped = torch.rand(len(captions), generator=generator) < self.config.caption_dropout
         return {"loss": self.diffusion_loss(batch["image"], drop_texts(captions, dropped), generator)}

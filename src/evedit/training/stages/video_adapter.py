@@ -5,6 +5,9 @@ Data: (clip, caption) from ShapeWorld's ``ClipCaptionDataset``, or a video folde
 the clean first frame for most items (``first_frame_prob``) and on nothing otherwise, so it can
 both continue a given frame (what EVE needs) and generate freely; captions drop to "" with
 ``drop_caption`` for classifier-free guidance. The loss covers every frame.
+
+With ``data: {kind: store, path: ...}`` the train clips come encoded from a ``video`` store
+(``evedit data build video``): clip latents and caption states are read, not computed, in the step.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ...models.presets import SHAPEWORLD_MOTION
 from ...models.video_adapter import (
     FirstFrameBranch, FirstFrameHook, motion_adapter_of, motion_unet, new_motion_adapter,
 )
+from ..store import drop_states, open_store
 from .common import drop_texts, load_unet, load_vae, psnr, text_encoder, to_uint8
 
 
@@ -79,7 +83,11 @@ class VideoAdapterStage:
     def dataset(self, split: str):
         from ...world import ClipCaptionDataset
 
-        if self.config.data.get("kind", "shapeworld") == "folder":
+        kind = self.config.data.get("kind", "shapeworld")
+        if kind == "store" and split == "train":
+            self.store = open_store(self.config.data, self.name, self.vae, self.text)
+            return self.store
+        if kind == "folder":
             from ..video_data import VideoCaptionFolder
 
             return VideoCaptionFolder(self.config.data["path"], self.config.data.get("captions"),
@@ -87,21 +95,29 @@ class VideoAdapterStage:
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 32)
         return ClipCaptionDataset(split=split, length=length)
 
-    def forward(self, x_t, t, captions: list[str], first: torch.Tensor | None,
+    def forward(self, x_t, t, captions: list[str] | torch.Tensor, first: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Motion model output on (B, C, F, h, w) latents; ``first`` (B, C, h, w) or None."""
+        """Motion model output on (B, C, F, h, w) latents; ``first`` (B, C, h, w) or None.
+
+        ``captions``: strings, or their text states (B, L, D) as a store holds them."""
         frames = x_t.shape[2]
-        text = self.text(captions).hidden_states.repeat_interleave(frames, 0)  # (B*F, L, D)
+        states = captions if torch.is_tensor(captions) else self.text(captions).hidden_states
+        text = states.repeat_interleave(frames, 0)  # (B*F, L, D)
         with self.hook.condition(first, frames, keep):
             return self.model(x_t, t, text).sample
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.model.device
-        with torch.no_grad():
-            x0 = encode_video(self.vae, batch["clip"].to(device))  # (B, C, F, h, w)
+        stored = "caption_states" in batch  # an encoded store's item
+        if stored:
+            x0 = batch["clip"]  # (B, C, F, h, w) latents
+        else:
+            with torch.no_grad():
+                x0 = encode_video(self.vae, batch["clip"].to(device))  # (B, C, F, h, w)
         b = x0.shape[0]
         no_caption = torch.rand(b, generator=generator) < self.config.drop_caption
-        captions = drop_texts(list(batch["caption"]), no_caption)
+        captions = (drop_states(batch["caption_states"], no_caption, self.store.null_states) if stored
+                    else drop_texts(list(batch["caption"]), no_caption))
         keep = (torch.rand(b, generator=generator) < self.config.first_frame_prob).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=generator).to(device)

@@ -1,0 +1,152 @@
+"""Encoded training stores: shards round-trip, foreign encoders are refused, the text cache is
+exact, builds resume, and every diffusion stage (and FDD) trains two steps from a tiny store."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import load_file
+
+from evedit.cli import main
+from evedit.errors import EveditError
+from evedit.models.presets import SHAPEWORLD_UNET, SHAPEWORLD_VAE
+from evedit.training.store import EncodedStore, open_store
+from evedit.training.store_build import build_store, encode_latents, encode_shard, source_dataset
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store-parts")
+    torch.manual_seed(0)
+    AutoencoderKL(**{**SHAPEWORLD_VAE, "scaling_factor": 0.5}).save_pretrained(root / "vae")
+    UNet2DConditionModel(**SHAPEWORLD_UNET).save_pretrained(root / "unet")
+    return {"vae_path": str(root / "vae"), "unet_path": str(root / "unet")}
+
+
+@pytest.fixture(scope="module")
+def vae(parts):
+    from evedit.training.stages.common import load_vae
+
+    return load_vae(parts["vae_path"])
+
+
+def build(kind, vae, text, out, n=5, **kw):
+    data = source_dataset(kind, "shapeworld", n, frames=2)
+    return build_store(kind, data, vae, text, out, shard_items=3, batch_size=2, progress=False, **kw)
+
+
+def test_an_item_read_back_is_what_was_written_and_what_the_encoders_give(vae, minilm, tmp_path):
+    manifest = build("edit", vae, minilm, tmp_path / "s")
+    assert manifest["items"] == 5 and len(manifest["shards"]) == 2
+    store = EncodedStore(tmp_path / "s", kind="edit")
+    shard = load_file(str(tmp_path / "s" / manifest["shards"][1]))  # items 3 and 4
+    item = store[4]
+    assert torch.equal(item["source"], shard["source"][1].float())
+    t = int(shard["instruction_index"][1])
+    assert torch.equal(item["instruction_states"], shard["text_states"][t].float())
+    # ... and those are the frozen encoders' outputs (stored in fp16)
+    raw = source_dataset("edit", "shapeworld", 5, frames=2)[4]
+    mode, _ = encode_latents(vae, raw["output_image"][None], video=False)
+    assert torch.allclose(item["target"], mode[0], atol=2e-3, rtol=1e-3)
+    text = minilm([raw["instruction"]])
+    assert torch.allclose(item["instruction_states"], text.hidden_states[0], atol=3e-3, rtol=1e-3)
+    assert int(item["task"]) == raw["task"]
+    assert torch.allclose(store.null_states, minilm([""]).hidden_states, atol=3e-3, rtol=1e-3)
+
+
+def test_encode_shard_is_deterministic(vae, minilm):
+    data = source_dataset("video", "shapeworld", 2, frames=2)
+    a, b = (encode_shard("video", data, 0, 2, vae, minilm, batch_size=1) for _ in range(2))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a["clip"].shape == (2, 4, 2, 16, 16)
+
+
+def test_a_store_from_another_codec_is_refused(vae, minilm, tmp_path):
+    build("image", vae, minilm, tmp_path / "s", n=2)
+    other = AutoencoderKL(**{**SHAPEWORLD_VAE, "scaling_factor": 0.5})
+    with pytest.raises(EveditError, match="another codec"):
+        open_store({"path": str(tmp_path / "s")}, "t2i", other, minilm)
+    with pytest.raises(EveditError, match="needs a 'edit' store"):
+        open_store({"path": str(tmp_path / "s")}, "edit-adapter", vae, minilm)
+    open_store({"path": str(tmp_path / "s")}, "t2i", vae, minilm)  # its own encoders pass
+
+
+def test_an_interrupted_build_resumes_and_only_the_same_build(vae, minilm, tmp_path, monkeypatch):
+    import evedit.training.store_build as sb
+
+    calls, real = [], sb.encode_shard
+
+    def fail_second(*args, **kw):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sb, "encode_shard", fail_second)
+    with pytest.raises(KeyboardInterrupt):
+        build("image", vae, minilm, tmp_path / "s")
+    with pytest.raises(EveditError, match="unfinished"):
+        EncodedStore(tmp_path / "s")
+    with pytest.raises(EveditError, match="other settings"):
+        build("image", vae, minilm, tmp_path / "s", n=4)
+    monkeypatch.setattr(sb, "encode_shard", real)
+    calls.clear()
+    monkeypatch.setattr(sb, "encode_shard", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    build("image", vae, minilm, tmp_path / "s")
+    assert calls == [3]  # only the missing second shard was encoded
+    assert len(EncodedStore(tmp_path / "s")) == 5
+    with pytest.raises(EveditError, match="finished store"):
+        build("image", vae, minilm, tmp_path / "s")
+
+
+def test_text_cache_and_real_length_give_what_the_encoder_gives(minilm):
+    texts = ["make the blue circle red", "", "a small striped square on a plain green background", ""]
+    uncached = minilm.encode_uncached(texts)
+    minilm._cache.clear()
+    first, again = minilm(texts), minilm(texts[::-1])
+    assert torch.equal(first.hidden_states, uncached.hidden_states)
+    assert torch.equal(first.pooled, uncached.pooled)
+    assert torch.equal(again.hidden_states, uncached.hidden_states.flip(0))
+    short = minilm.encode_uncached(texts, padding="longest")
+    n = short.hidden_states.shape[1]
+    assert n < minilm.max_length
+    real = short.attention_mask.bool()
+    assert torch.allclose(short.hidden_states[real], uncached.hidden_states[:, :n][real], atol=1e-5)
+    assert torch.allclose(minilm.encode_pooled(texts), uncached.pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("stage,kind", [("t2i", "image"), ("edit-adapter", "edit"), ("video-adapter", "video")])
+def test_every_stage_trains_two_steps_from_a_tiny_store(parts, vae, minilm, tmp_path, stage, kind):
+    build(kind, vae, minilm, tmp_path / "store", n=4)
+    recipe = yaml.safe_load(open(f"configs/tiny/{stage}.yaml"))
+    stage_parts = parts if stage != "t2i" else {"vae_path": parts["vae_path"]}
+    recipe["stage"].update(stage_parts)
+    recipe["stage"]["data"] = {"kind": "store", "path": str(tmp_path / "store")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["train", stage, "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "export" / "train_summary.json").is_file()
+
+
+def test_align_runs_from_a_tiny_store(minilm, tmp_path):
+    from evedit.training.fdd import FDDConfig, align
+    from test_fdd import TINY, world_model
+
+    teacher = world_model(minilm)
+    data = source_dataset("align", "shapeworld", 2, frames=2)
+    build_store("align", data, teacher.vae, minilm, tmp_path / "store", progress=False)
+    cfg = FDDConfig(**{**TINY, "sample_every": 1}, out=str(tmp_path / "run"))
+    cfg = replace(cfg, data={"kind": "store", "path": str(tmp_path / "store")})
+    folder = align(cfg, teacher=teacher, progress=False)
+    assert Path(folder).is_dir() and list((tmp_path / "run" / "samples").glob("align_*.gif"))
+
+
+def test_data_build_cli_errors_are_one_sentence(tmp_path, capsys):
+    assert main(["data", "build", "pictures", "-o", str(tmp_path / "s"), "-n", "2"]) == 1
+    assert "Unknown store kind 'pictures'" in capsys.readouterr().err
+    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--vae", str(tmp_path)]) == 1
+    assert "has no config.json" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
