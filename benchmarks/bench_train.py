@@ -8,6 +8,8 @@ recipe's duration is extrapolated from steps/s and its max_steps (its periodic s
 and checkpoints add a little).
 
 Run: ``python benchmarks/bench_train.py [--steps 20] [--threads 2 1]`` (writes benchmarks/results/train.md).
+``--compare-store``: step time from an encoded store against on the fly, per diffusion stage
+(``benchmarks/bench_store.py``; its own section of the same results file).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def write_results(rows: list[dict], steps: int) -> None:
         lines.append(f"| {r['stage']} | {r['threads']} | {r['batch']} | {r['steps_per_s']:.2f} | {r['images_per_s']:.1f} | "
                      f"{r['recipe_steps']} | {r['recipe_min']:.0f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    old = RESULTS.read_text() if RESULTS.is_file() else ""
+    cut = old.find("\n## ")  # later sections (the store comparison) are kept
+    RESULTS.write_text("\n".join(lines) + "\n" + (old[cut:] if cut >= 0 else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,8 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    args = parser.parse_args(argv)
+    parser.add_argument("--compare-store", action="store_true",
+                        help="step time from an encoded store vs on the fly (t2i, adapters, align)")
+    args, rest = parser.parse_known_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.compare_store:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_store import main as store_main
+
+        return store_main(["--compare-store", *rest])
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -96,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 rows.append(bench_stage(name, args.steps, Path(tmp)))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    write_results(rows, args.steps)
+    write_results(rows, args.steps)  # the speed table; the store section is kept
+
     print(RESULTS.read_text())
 
 

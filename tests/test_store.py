@@ -150,3 +150,52 @@ def test_data_build_cli_errors_are_one_sentence(tmp_path, capsys):
     assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--vae", str(tmp_path)]) == 1
     assert "has no config.json" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_min_snr_weights_follow_the_paper_for_v_prediction():
+    from evedit.diffusion import NoiseSchedule
+    from evedit.losses import denoising_loss, min_snr_weights
+
+    snr = torch.tensor([0.0, 0.5, 5.0, 50.0])
+    assert torch.allclose(min_snr_weights(snr, 5.0), torch.tensor([0.0, 0.5 / 1.5, 5 / 6, 5 / 51]))
+    assert torch.allclose(min_snr_weights(snr[1:], 5.0, v_prediction=False), torch.tensor([1.0, 1.0, 0.1]))
+    schedule = NoiseSchedule()
+    t = torch.tensor([0, 500, 999])
+    a = schedule.alphas_cumprod[t]
+    assert torch.allclose(schedule.snr(t), a / (1 - a).clamp(min=1e-12), rtol=1e-4)
+    out, target = torch.ones(2, 3), torch.zeros(2, 3)
+    assert float(denoising_loss(out, target, torch.tensor([1.0, 0.0]))) == 0.5
+
+
+def test_max_minutes_stops_training_and_exports(parts, vae, minilm, tmp_path):
+    import json
+
+    from evedit.training.run import run_training
+
+    build("image", vae, minilm, tmp_path / "store", n=4)
+    recipe = yaml.safe_load(open("configs/tiny/t2i.yaml"))
+    recipe["train"]["max_steps"] = 50
+    recipe["stage"].update(vae_path=parts["vae_path"], data={"kind": "store", "path": str(tmp_path / "store")},
+                           snr_gamma=5.0)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    export = run_training("t2i", tmp_path / "r.yaml", out=tmp_path / "run", max_minutes=1e-7)
+    summary = json.loads((export / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and "val_loss" in summary["final_eval"]
+
+
+def test_the_backbone_and_the_controlnet_follow_the_codec_latent_channels(tmp_path):
+    from torch.utils.data import default_collate
+
+    from evedit.training.stages.edit_adapter import EditAdapterConfig, EditAdapterStage
+    from evedit.training.stages.t2i import T2IConfig, T2IStage
+
+    AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": 8}).save_pretrained(tmp_path / "vae")
+    stage = T2IStage(T2IConfig(vae_path=str(tmp_path / "vae")))
+    assert stage.unet.config.in_channels == stage.unet.config.out_channels == 8
+    data = stage.dataset("train")
+    assert torch.isfinite(stage.loss(default_collate([data[0], data[1]]), torch.Generator())["loss"])
+    stage.unet.save_pretrained(tmp_path / "unet")
+    edit = EditAdapterStage(EditAdapterConfig(vae_path=str(tmp_path / "vae"), unet_path=str(tmp_path / "unet")))
+    assert edit.adapter.controlnet.config.conditioning_channels == 8
+    data = edit.dataset("train")
+    assert torch.isfinite(edit.loss(default_collate([data[0], data[1]]), torch.Generator())["loss"])

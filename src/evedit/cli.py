@@ -133,6 +133,7 @@ def train_command(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Override the recipe's train.max_steps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Override the recipe's run folder (train.out)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in the run folder."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.1, help="Stop (evaluate, export) after this much training time: equal-time comparisons."),
 ) -> None:
     """Train one stage: checkpoints, samples, TensorBoard logs and the export under the run folder.
 
@@ -140,7 +141,7 @@ def train_command(
     """
     from .training import run_training
 
-    export = run_training(stage, config, max_steps=max_steps, out=out, resume=resume)
+    export = run_training(stage, config, max_steps=max_steps, out=out, resume=resume, max_minutes=max_minutes)
     print(f"export: {export}")
 
 

@@ -49,8 +49,9 @@ SHAPEWORLD_MOTION = dict(
     use_motion_mid_block=True,
 )
 
-# The ControlNet's condition is the codec latent of the input frame (4 channels at latent size),
-# so its condition embedding needs no downsampling: one conv block.
+# The ControlNet's condition is the codec latent of the input frame (the codec's channels at latent
+# size; the stages set conditioning_channels from the backbone), so its condition embedding needs no
+# downsampling: one conv block.
 SHAPEWORLD_CONTROLNET = dict(conditioning_embedding_out_channels=(16,), conditioning_channels=4)
 
 

@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = ("train", "stage", "stage_name")
 class TrainConfig:
     out: str = "runs/train"  # run folder: checkpoints/, samples/, tensorboard logs, export/
     max_steps: int = 1000  # optimizer steps (each one is grad_accum micro-batches)
+    max_minutes: float = 0.0  # also stop (evaluate, export) after this much training time; 0: no limit
     batch_size: int = 16  # per process and micro-batch; 16 keeps a tiny-model step near 1 s on 2 cores
     lr: float = 1e-4  # AdamW learning rate; recipes for from-scratch tiny parts raise it
     warmup_steps: int = 0  # linear lr warm-up from 0; stateless (lr is a function of the step)

@@ -214,7 +214,7 @@ class Trainer:
             self.sample()
         if cfg.eval_every and self.step % cfg.eval_every == 0:
             self.evaluate()
-        if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.max_steps:
+        if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.max_steps or self.out_of_time():
             self.save_checkpoint()
 
     def log_step(self, figures: dict) -> None:
@@ -309,8 +309,12 @@ class Trainer:
         return load_tree(folder, f"rng_{rank}" if (folder / f"rng_{rank}.json").is_file() else "rng_0")
 
     # ---- the run -------------------------------------------------------------------------------
+    def out_of_time(self) -> bool:
+        """The ``max_minutes`` budget (equal-time comparisons) is spent, on any process."""
+        return self._any(bool(self.cfg.max_minutes) and self.train_time >= 60 * self.cfg.max_minutes)
+
     def run_steps(self) -> None:
-        while self.step < self.cfg.max_steps:
+        while self.step < self.cfg.max_steps and not self.out_of_time():
             began = time.perf_counter()
             figures = self.train_step()
             self.train_time += time.perf_counter() - began

@@ -11,16 +11,17 @@ from .loop import train
 
 
 def run_training(stage_name: str, config_path: str | Path, max_steps: int | None = None,
-                 out: str | Path | None = None, resume: bool = False) -> Path:
+                 out: str | Path | None = None, resume: bool = False,
+                 max_minutes: float | None = None) -> Path:
     """Train stage ``stage_name`` with the recipe at ``config_path``; returns ``<out>/export``.
 
-    ``max_steps`` and ``out`` override the recipe's ``train:`` section; ``resume`` continues the
+    ``max_steps``, ``max_minutes`` (a training-time budget) and ``out`` override the recipe's ``train:`` section; ``resume`` continues the
     newest checkpoint under ``<out>/checkpoints`` exactly.
     """
     from .stages import build_stage, check_stage_name
 
     check_stage_name(stage_name)
-    overrides = {"max_steps": max_steps, "out": None if out is None else str(out)}
+    overrides = {"max_steps": max_steps, "max_minutes": max_minutes, "out": None if out is None else str(out)}
     train_cfg, stage_section = load_config(config_path, stage_name, overrides)
     set_seed(train_cfg.seed)  # same initial weights on every process and on resume
     stage = build_stage(stage_name, stage_section)

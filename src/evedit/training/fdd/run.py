@@ -29,7 +29,8 @@ from .steps import FDDState
 def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Parameter]]:
     """EVE's "Random Init" ablation: a ControlNet fresh from the T2I encoder and identity temporal
     layers, all trained by FDD together with the LoRA; the teachers keep their pretrained adapters."""
-    controlnet = controlnet_from_unet(teacher.unet, len(teacher.spec.tasks), **SHAPEWORLD_CONTROLNET)
+    cond = {**SHAPEWORLD_CONTROLNET, "conditioning_channels": teacher.unet.config.in_channels}
+    controlnet = controlnet_from_unet(teacher.unet, len(teacher.spec.tasks), **cond)
     adapter_cfg = dict(motion_adapter_of(teacher.motion_unet).config)
     adapter_cfg = {k: v for k, v in adapter_cfg.items() if not k.startswith("_")}
     student = assemble(vae=teacher.vae, text_encoder=teacher.text_encoder, unet=teacher.unet,

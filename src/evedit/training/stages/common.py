@@ -9,6 +9,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from ...errors import EveditError
+from ...losses import denoising_loss, min_snr_weights
 from ...models.folder import refuse_pickles
 from ...text import MiniLMTextEncoder
 
@@ -50,6 +51,15 @@ def text_encoder() -> MiniLMTextEncoder:
     if "minilm" not in _TEXT:
         _TEXT["minilm"] = MiniLMTextEncoder.from_pretrained()
     return _TEXT["minilm"]
+
+
+def weighted_denoising_loss(schedule, out: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
+                            snr_gamma: float) -> torch.Tensor:
+    """The stages' denoising MSE: unweighted (``snr_gamma`` 0) or min-SNR-gamma weighted."""
+    if snr_gamma <= 0:
+        return denoising_loss(out, target)
+    v = schedule.config.prediction_type == "v_prediction"
+    return denoising_loss(out, target, min_snr_weights(schedule.snr(t), snr_gamma, v_prediction=v))
 
 
 def drop_texts(texts: list[str], mask: torch.Tensor) -> list[str]:

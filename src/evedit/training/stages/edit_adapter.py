@@ -31,7 +31,9 @@ from ...models.edit_adapter import EditAdapter, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
 from ..store import drop_states, open_store
-from .common import drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8
+from .common import (
+    drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss,
+)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class EditAdapterConfig:
     train_length: int = 100_000
     seed: int = 0
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
+    snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
 
 
 class EditAdapterStage:
@@ -73,7 +76,8 @@ class EditAdapterStage:
         function of the step, so a recipe's ``lr_milestones`` say the rest of the schedule).
         """
         if not init_from:
-            return controlnet_from_unet(self.unet, len(self.tasks), **SHAPEWORLD_CONTROLNET)
+            cond = {**SHAPEWORLD_CONTROLNET, "conditioning_channels": self.unet.config.in_channels}
+            return controlnet_from_unet(self.unet, len(self.tasks), **cond)
         net = load_trainable(ControlNetModel, init_from, "ControlNet")
         if net.config.num_class_embeds != len(self.tasks):
             raise EveditError(f"init_from {init_from!r} has {net.config.num_class_embeds} task labels, "
@@ -149,8 +153,9 @@ class EditAdapterStage:
         x_t = self.schedule.add_noise(x0, noise, t)
         out = image_edit_forward(self.unet, self.adapter, x_t, t, caption, instruction, source,
                                  batch["task"].to(device))
-        loss = denoising_loss(out, self.schedule.target(x0, noise, t))
-        return {"loss": loss, "mse": loss.detach()}
+        target = self.schedule.target(x0, noise, t)
+        loss = weighted_denoising_loss(self.schedule, out, target, t, self.config.snr_gamma)
+        return {"loss": loss, "mse": denoising_loss(out.detach(), target)}
 
     # ---- evaluation -------------------------------------------------------------------------
     @torch.no_grad()

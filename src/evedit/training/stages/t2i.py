@@ -23,12 +23,11 @@ from torch.utils.data import default_collate
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
 from ...errors import EveditError
 from ...io import write_image
-from ...losses import denoising_loss
 from ...models.presets import SHAPEWORLD_UNET
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
 from ..store import drop_states, open_store
-from .common import drop_texts, grid, load_vae, text_encoder, to_uint8
+from .common import drop_texts, grid, load_vae, text_encoder, to_uint8, weighted_denoising_loss
 
 
 @dataclass
@@ -42,6 +41,7 @@ class T2IConfig:
     sample_steps: int = 25  # DDIM steps of the sample grids
     guidance: float = 4.0  # CFG scale of the sample grids; moderate for a tiny model
     seed: int = 0  # draws of the validation loss and the sample noise
+    snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
 
 
 def resolve_vae_folder(path: str | Path) -> Path:
@@ -57,7 +57,8 @@ class T2IStage:
         self.config = config or T2IConfig()
         self.vae = load_vae(resolve_vae_folder(self.config.vae_path))
         self.text = text_encoder()
-        self.unet = UNet2DConditionModel(**SHAPEWORLD_UNET)
+        c = self.vae.config.latent_channels  # the codec sets the latent width (4 shipped; 8, 16 measured)
+        self.unet = UNet2DConditionModel(**{**SHAPEWORLD_UNET, "in_channels": c, "out_channels": c})
         self.schedule = NoiseSchedule()
         self._val: dict | None = None
 
@@ -99,7 +100,8 @@ class T2IStage:
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
         out = self.unet(self.schedule.add_noise(x0, noise, t), t, text).sample
-        return denoising_loss(out, self.schedule.target(x0, noise, t))
+        gamma = self.config.snr_gamma if self.unet.training else 0.0  # evaluation: plain MSE, comparable
+        return weighted_denoising_loss(self.schedule, out, self.schedule.target(x0, noise, t), t, gamma)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         if "latent" in batch:  # an encoded store's item: no codec or text encoder in the step

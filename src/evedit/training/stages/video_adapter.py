@@ -27,7 +27,7 @@ from ...models.video_adapter import (
     FirstFrameBranch, FirstFrameHook, motion_adapter_of, motion_unet, new_motion_adapter,
 )
 from ..store import drop_states, open_store
-from .common import drop_texts, load_unet, load_vae, psnr, text_encoder, to_uint8
+from .common import drop_texts, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss
 
 
 @dataclass
@@ -43,6 +43,7 @@ class VideoAdapterConfig:
     guidance: float = 2.0  # caption CFG scale at evaluation
     train_length: int = 100_000
     seed: int = 0
+    snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
 
 
 def motion_modules(model) -> list[nn.Module]:
@@ -123,8 +124,9 @@ class VideoAdapterStage:
         t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=generator).to(device)
         x_t = self.schedule.add_noise(x0, noise, t)
         out = self.forward(x_t, t, captions, x0[:, :, 0], keep)
-        loss = denoising_loss(out, self.schedule.target(x0, noise, t))
-        return {"loss": loss, "mse": loss.detach()}
+        target = self.schedule.target(x0, noise, t)
+        loss = weighted_denoising_loss(self.schedule, out, target, t, self.config.snr_gamma)
+        return {"loss": loss, "mse": denoising_loss(out.detach(), target)}
 
     # ---- evaluation -------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,133 @@
+"""Equal-time proxy runs: train several variants of one stage side by side, compare their figures.
+
+A proxy file (``benchmarks/proxies/*.yaml``) names the stage, a base recipe, the training-time
+budget and the variants, each a set of overrides of the recipe::
+
+    stage: t2i
+    base: configs/t2i.yaml
+    minutes: 15
+    overrides: {train: {eval_every: 0, sample_every: 0}}   # for every variant
+    variants:
+      uniform: {}
+      min-snr-5: {stage: {snr_gamma: 5.0}}
+
+Every variant trains at the same time (one process and one torch thread each, so they share the
+machine alike) for ``minutes`` of training time (``evedit train --max-minutes``), then is
+evaluated by its stage (the final evaluation of its export) and, for ``t2i``, by ShapeCLIP top-1
+of its generations for test captions (the model report's figure, on the shipped model's codec and
+ShapeCLIP when the variant uses that codec). The table goes to ``benchmarks/results/proxy_NAME.md``.
+A variant whose export exists is not trained again (a proxy run resumes).
+
+Run: ``python benchmarks/proxy.py benchmarks/proxies/t2i_store_weighting.yaml [--minutes M]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+EVEDIT = [sys.executable, "-m", "evedit.cli"]
+
+
+def variant_recipes(spec: dict, out: Path) -> dict[str, Path]:
+    """Write each variant's resolved recipe (base < shared overrides < variant) under ``out``."""
+    base = OmegaConf.load(ROOT / spec["base"])
+    recipes = {}
+    for name, over in spec["variants"].items():
+        merged = OmegaConf.merge(base, spec.get("overrides") or {}, over or {})
+        path = out / name / "recipe.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(merged, path)
+        recipes[name] = path
+    return recipes
+
+
+def train_side_by_side(stage: str, recipes: dict[str, Path], minutes: float) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    procs = {}
+    for name, recipe in recipes.items():
+        run = recipe.parent / "run"
+        if (run / "export" / "train_summary.json").is_file():
+            continue
+        resume = ["--resume"] if list((run / "checkpoints").glob("step_*")) else []
+        cmd = [*EVEDIT, "train", stage, "--config", str(recipe), "--out", str(run),
+               "--max-minutes", str(minutes), *resume]
+        log = (recipe.parent / "train.log").open("w")
+        procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    failed = [name for name, p in procs.items() if p.wait() != 0]
+    if failed:
+        sys.exit(f"proxy variant(s) {', '.join(failed)} failed; see their train.log")
+
+
+def t2i_top1(export: Path, vae_path: str, items: int) -> float | None:
+    """ShapeCLIP top-1 of the variant's generations (test captions, 10 candidates)."""
+    import torch
+
+    from evedit.eval.shapeworld import ShapeWorldScorer
+    from evedit.models import load_model
+    from evedit.training.quality import t2i_quality
+    from evedit.training.stages.common import load_unet
+
+    shipped = ROOT / "models" / "shapeworld"
+    if Path(vae_path).resolve() not in (shipped.resolve(), (shipped / "vae").resolve()):
+        return None  # ShapeCLIP ranks images of the shipped codec's world only through it
+    torch.set_num_threads(1)
+    model = load_model(shipped)
+    model.unet = load_unet(export / "unet")
+    return t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
+
+
+def figures(stage: str, recipe: Path, items: int) -> dict:
+    run = recipe.parent / "run" / "export"
+    summary = json.loads((run / "train_summary.json").read_text())
+    row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
+    if stage == "t2i":
+        vae = OmegaConf.load(recipe).stage.get("vae_path", "")
+        row["t2i_top1"] = t2i_top1(run, vae, items)
+    return row
+
+
+def write_table(spec: dict, name: str, rows: dict[str, dict], minutes: float) -> Path:
+    keys = sorted({k for r in rows.values() for k in r} - {"steps", "train_min"})
+    fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Proxy: {name} ({spec['stage']})", "",
+             f"{date.today()}, {platform.machine()} ({os.cpu_count()} CPUs). {len(rows)} variants of "
+             f"`{spec['base']}` trained side by side, one thread each, {minutes:g} min of training time "
+             "each; figures are each export's final evaluation on the stage's fixed validation items.",
+             f"Command: `python benchmarks/proxy.py benchmarks/proxies/{name}.yaml`.", "",
+             "| variant | steps | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    for variant, r in rows.items():
+        lines.append(f"| {variant} | {r['steps']} | " + " | ".join(fmt(r.get(k)) for k in keys) + " |")
+    if spec.get("note"):
+        lines += ["", spec["note"].strip()]
+    path = ROOT / "benchmarks" / "results" / f"proxy_{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("proxy", type=Path, help="a proxy file, e.g. benchmarks/proxies/t2i_store_weighting.yaml")
+    parser.add_argument("--minutes", type=float, help="override the file's training-time budget")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/proxy/NAME)")
+    parser.add_argument("--eval-items", type=int, default=64, help="t2i: test captions ranked by ShapeCLIP")
+    args = parser.parse_args(argv)
+    spec = OmegaConf.to_container(OmegaConf.load(args.proxy))
+    name, minutes = args.proxy.stem, args.minutes or spec["minutes"]
+    recipes = variant_recipes(spec, args.out or ROOT / "runs" / "proxy" / name)
+    train_side_by_side(spec["stage"], recipes, minutes)
+    rows = {v: figures(spec["stage"], r, args.eval_items) for v, r in recipes.items()}
+    print(write_table(spec, name, rows, minutes).read_text())
+
+
+if __name__ == "__main__":
+    main()
