@@ -51,8 +51,8 @@ def bench_stage(name: str, steps: int, tmp: Path) -> dict:
     cfg, section = load_config(recipe, name, {"out": str(tmp / name)})
     full_steps = cfg.max_steps
     cfg = dataclasses.replace(cfg, max_steps=steps + 1, sample_every=0, eval_every=0, ckpt_every=0, log_every=0)
-    if name == "t2i":
-        section = {**section, "vae_path": str(random_vae(tmp / "codec"))}
+    if name == "t2i":  # on-the-fly encoding: the store comparison is --compare-store
+        section = {**section, "vae_path": str(random_vae(tmp / "codec")), "data": {"kind": "shapeworld"}}
     set_seed(cfg.seed)
     stage = build_stage(name, section)
     Trainer(stage, cfg).fit()

@@ -20,6 +20,12 @@ stage() {  # stage NAME [STAGE]: train configs/NAME.yaml (stage STAGE, default N
   "$EVEDIT" train "$kind" --config "configs/$name.yaml" --out "$RUNS/$name" $resume
 }
 
+store() {  # store KIND ITEMS VAE: encode ITEMS train items once into stores/KIND (resumes if cut)
+  if [ -f "stores/$1/store.json" ]; then echo "== store $1: already built"; return; fi
+  echo "== store $1"
+  "$EVEDIT" data build "$1" -o "stores/$1" -n "$2" --vae "$3"
+}
+
 parallel() {  # parallel NAME...: train stages side by side; fail if any fails
   local pids=() pid
   for name in "$@"; do stage "$name" & pids+=($!); done
@@ -27,6 +33,10 @@ parallel() {  # parallel NAME...: train stages side by side; fail if any fails
 }
 
 stage codec
+store image 20000 runs/codec/export/vae & image_pid=$!   # the diffusion stages read encoded stores
+store edit 20000 runs/codec/export/vae                    # (configs/<stage>.yaml data: kind store):
+store video 5000 runs/codec/export/vae                    # no codec or MiniLM inside a step
+wait "$image_pid"
 parallel t2i clip            # ShapeCLIP and the task classifier need no other part
 stage task-classifier
 stage edit-adapter & edit_pid=$!   # the longest stage; beside it, the video adapter, then the
@@ -36,6 +46,7 @@ stage codec-decoder-noise codec    # assembly prefers
 wait "$edit_pid"
 
 "$EVEDIT" model assemble --runs "$RUNS" --out "$RUNS/teachers"
+store align 128 "$RUNS/teachers"   # the teachers' own (fp16) codec: a store is tied to its codec
 if [ ! -f "$RUNS/align/align_summary.json" ]; then
   resume=""; compgen -G "$RUNS/align/checkpoints/step_*" > /dev/null && resume="--resume"
   "$EVEDIT" align --config configs/align.yaml --model "$RUNS/teachers" --out "$RUNS/align" $resume

@@ -97,6 +97,33 @@ def edit_command(
              first_frame_steps=first_frame_steps, fit=fit)
 
 
+@app.command("ui")
+def ui_command(
+    model: str = typer.Option("shapeworld", "--model", "-m", help="Model folder or preset to open on (default: the shipped ShapeWorld model)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(7860, "--port", "-p", min=1, max=65535, help="Port to serve on."),
+) -> None:
+    """Serve the web app (Gradio): upload a clip or pick an example, type an instruction, press Edit.
+
+    Uploads and outputs live in one temporary folder, deleted when the app stops (Ctrl-C).
+    """
+    import signal
+
+    from .ui import launch
+
+    def stop(signum, frame):  # SIGTERM stops like Ctrl-C, so the temporary folder is removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"evedit ui: loading {model} ...", flush=True)
+    server = launch(model, host, port, prevent_thread_lock=True)
+    print(f"evedit ui: open {server.url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.blocks.block_thread()
+    finally:
+        server.close()
+
+
 @world_app.command("render")
 def world_render(
     seed: int = typer.Option(..., "--seed", "-s", help="Scene seed (same seed, same clip)."),
@@ -160,8 +187,7 @@ def data_build(
 ) -> None:
     """Render (or read) train items once, encode them with the frozen codec and MiniLM, write shards.
 
-    A stage reads the store with [bold]data: {kind: store, path: OUT}[/] and refuses one made by
-    another codec or text encoder. An interrupted build continues when run again.
+    A stage reads the store with [bold]data: {kind: store, path: OUT}[/] and refuses one made by another codec or text encoder. An interrupted build continues when run again.
     """
     from .training.store_build import build_command
 
