@@ -33,10 +33,11 @@ parallel() {  # parallel NAME...: train stages side by side; fail if any fails
 }
 
 stage codec
-store image 20000 runs/codec/export/vae & image_pid=$!   # the diffusion stages read encoded stores
-store edit 20000 runs/codec/export/vae                    # (configs/<stage>.yaml data: kind store):
-store video 5000 runs/codec/export/vae                    # no codec or MiniLM inside a step
-wait "$image_pid"
+# The diffusion stages read encoded stores (configs/<stage>.yaml data: kind store): no codec or
+# MiniLM inside a step. Two lanes, about 22 and 17 min (benchmarks/results/recipe.md).
+(store image 20000 runs/codec/export/vae && store video 5000 runs/codec/export/vae) & lane_pid=$!
+store edit 20000 runs/codec/export/vae
+wait "$lane_pid"
 parallel t2i clip            # ShapeCLIP and the task classifier need no other part
 stage task-classifier
 stage edit-adapter & edit_pid=$!   # the longest stage; beside it, the video adapter, then the
