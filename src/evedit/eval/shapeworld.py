@@ -130,7 +130,7 @@ class ShapeWorldScorer:
     def text(self, caption: str) -> torch.Tensor:
         """A caption's ShapeCLIP embedding ``(1, D)`` (cached)."""
         if caption not in self._text:
-            pooled = self.text_encoder.encode_pooled([caption])
+            pooled = self.text_encoder([caption]).pooled
             self._text[caption] = self.clip.text_features(pooled.to(next(self.clip.parameters()).device))
         return self._text[caption]
 

@@ -166,7 +166,7 @@ def shapeclip_quality(scorer, items: int = 256) -> dict:
     from .stages.clip import ShapeCLIPDataset, retrieval_figures
 
     batches = _batches(ShapeCLIPDataset("test", items, 9), items, 32)
-    figures = retrieval_figures(scorer.clip, scorer.text_encoder.encode_pooled, batches)
+    figures = retrieval_figures(scorer.clip, lambda texts: scorer.text_encoder(texts).pooled, batches)
     return {**figures, "items": items, "candidates": 10}
 
 
