@@ -199,3 +199,13 @@ def test_the_backbone_and_the_controlnet_follow_the_codec_latent_channels(tmp_pa
     assert edit.adapter.controlnet.config.conditioning_channels == 8
     data = edit.dataset("train")
     assert torch.isfinite(edit.loss(default_collate([data[0], data[1]]), torch.Generator())["loss"])
+
+
+def test_codec_latent_channels_and_widths_are_settable():
+    from evedit.training.stages.codec import CodecConfig, CodecStage
+
+    stage = CodecStage(CodecConfig(latent_channels=8, block_out_channels=[16, 32, 32]))
+    assert stage.vae.config.latent_channels == 8
+    assert tuple(stage.vae.config.block_out_channels) == (16, 32, 32)
+    z = stage.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
+    assert z.shape == (1, 8, 16, 16)

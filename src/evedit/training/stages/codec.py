@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 from diffusers import AutoencoderKL
@@ -58,6 +59,9 @@ class CodecConfig:
     # Channels of the 16x16 latent (from scratch only; init_from keeps the folder's). 4 keeps
     # 25-26 dB on ShapeWorld; 8 and 16 were measured against it (benchmarks/results/codec_channels.md).
     latent_channels: int = 4
+    # Widths of the encoder's and decoder's three blocks (from scratch only); None: the preset's
+    # (32, 64, 64). A wider codec isolates capacity from the latent bottleneck.
+    block_out_channels: Optional[list[int]] = None
 
 
 class CodecStage:
@@ -68,7 +72,8 @@ class CodecStage:
         if c.decoder_only and not c.init_from:
             raise EveditError("decoder_only needs init_from: a trained codec whose encoder stays frozen.")
         self.vae = load_trainable(AutoencoderKL, c.init_from, "codec (vae)") if c.init_from \
-            else AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": c.latent_channels})
+            else AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": c.latent_channels,
+                                  **({"block_out_channels": tuple(c.block_out_channels)} if c.block_out_channels else {})})
         self._val: torch.Tensor | None = None  # fixed validation images, cached on the CPU
 
     @classmethod
