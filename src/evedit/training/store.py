@@ -154,7 +154,8 @@ class EncodedStore(Dataset):
         shard, row = divmod(int(index), self.shard_items)
         f, lay = self._open(shard), self.layout
         item = {}
-        for name in lay.latents + ((tuple(f"{n}_std" for n in lay.latents)) if lay.with_std else ()):
+        stds = tuple(f"{n}_std" for n in lay.latents) if lay.with_std else ()
+        for name in lay.latents + stds:
             item[name] = f.get_slice(name)[row:row + 1][0].float()
         for name in lay.texts:
             t = int(f.get_slice(f"{name}_index")[row:row + 1][0])
