@@ -1,14 +1,74 @@
-"""The codec (``AutoencoderKL``) applied to videos in the project's one layout, (B, C, F, H, W).
+"""The codec applied to images and videos in the project's one layout, (B, C, F, H, W).
 
-Pixels are in [-1, 1]; latents are scaled by the VAE's ``scaling_factor`` (as SD pipelines do),
+Two diffusers classes serve as the codec: ``AutoencoderKL`` (SD 1.5's VAE, and ShapeWorld's
+codecs up to 0.1.0) and ``AutoencoderDC`` (the deep-compression autoencoder of Sana, whose
+space-to-channel shortcuts let a small codec train far faster; ShapeWorld's codec from 0.2.0,
+measured in ``benchmarks/results/codec_design.md``). Every caller goes through the functions
+here, so the class is read from the loaded model, never assumed. ``AutoencoderDC`` is
+deterministic: ``sample=True`` returns its latent unchanged.
+
+Pixels are in [-1, 1]; latents are scaled by the codec's ``scaling_factor`` (as SD pipelines do),
 so the diffusion models see roughly unit-variance latents.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderDC, AutoencoderKL
 from einops import rearrange
+
+CODEC_CLASSES = {"AutoencoderKL": AutoencoderKL, "AutoencoderDC": AutoencoderDC}
+
+
+def codec_class(folder: str | Path):
+    """The diffusers class a saved codec folder holds (from its config's ``_class_name``)."""
+    path = Path(folder) / "config.json"
+    name = json.loads(path.read_text()).get("_class_name", "AutoencoderKL") if path.is_file() \
+        else "AutoencoderKL"
+    if name not in CODEC_CLASSES:
+        raise ValueError(f"The codec in '{folder}' is a {name}; evedit reads {', '.join(CODEC_CLASSES)}.")
+    return CODEC_CLASSES[name]
+
+
+def raw_latents(vae, images: torch.Tensor, sample: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, 3, H, W) pixels -> (N, c, h, w) unscaled latents (posterior mode unless ``sample``)."""
+    out = vae.encode(images.to(vae.dtype))
+    if hasattr(out, "latent_dist"):
+        return out.latent_dist.sample(generator) if sample else out.latent_dist.mode()
+    return out.latent
+
+
+def posterior(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) pixels -> scaled posterior mode and std (zeros for a deterministic codec)."""
+    out = vae.encode(images.to(vae.dtype))
+    if hasattr(out, "latent_dist"):
+        mode, std = out.latent_dist.mode(), out.latent_dist.std
+    else:
+        mode = out.latent
+        std = torch.zeros_like(mode)
+    return mode * vae.config.scaling_factor, std * vae.config.scaling_factor
+
+
+def downsampling(vae) -> int:
+    """Pixels per latent cell along each side (4 for ShapeWorld's codecs, 8 for SD's VAE)."""
+    widths = getattr(vae.config, "encoder_block_out_channels", None) or vae.config.block_out_channels
+    return 2 ** (len(widths) - 1)
+
+
+def encode_images(vae, images: torch.Tensor, sample: bool = False,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, 3, H, W) pixels in [-1, 1] -> (N, c, h, w) latents scaled by ``scaling_factor``."""
+    return raw_latents(vae, images, sample, generator) * vae.config.scaling_factor
+
+
+def decode_images(vae, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """(N, c, h, w) scaled latents -> (N, 3, H, W) pixels (clamped to [-1, 1] unless told not)."""
+    x = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    return x.clamp(-1, 1) if clamp else x
 
 
 def check_video(x: torch.Tensor, name: str = "video", channels: int | None = None) -> tuple:
@@ -21,20 +81,16 @@ def check_video(x: torch.Tensor, name: str = "video", channels: int | None = Non
     return tuple(x.shape)
 
 
-def encode_video(vae: AutoencoderKL, video: torch.Tensor, sample: bool = False,
+def encode_video(vae: AutoencoderKL | AutoencoderDC, video: torch.Tensor, sample: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, 3, F, H, W) pixels in [-1, 1] -> (B, c, F, h, w) scaled latents (mode unless ``sample``)."""
     b, _, f, _, _ = check_video(video, "video", channels=vae.config.in_channels)
-    flat = rearrange(video, "b c f h w -> (b f) c h w").to(vae.dtype)
-    dist = vae.encode(flat).latent_dist
-    z = dist.sample(generator) if sample else dist.mode()
-    z = z * vae.config.scaling_factor
+    z = encode_images(vae, rearrange(video, "b c f h w -> (b f) c h w"), sample, generator)
     return rearrange(z, "(b f) c h w -> b c f h w", b=b, f=f)
 
 
-def decode_video(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+def decode_video(vae: AutoencoderKL | AutoencoderDC, latents: torch.Tensor) -> torch.Tensor:
     """(B, c, F, h, w) scaled latents -> (B, 3, F, H, W) pixels, clamped to [-1, 1]."""
     b, _, f, _, _ = check_video(latents, "latents", channels=vae.config.latent_channels)
-    flat = rearrange(latents, "b c f h w -> (b f) c h w").to(vae.dtype)
-    x = vae.decode(flat / vae.config.scaling_factor).sample.clamp(-1, 1)
+    x = decode_images(vae, rearrange(latents, "b c f h w -> (b f) c h w"))
     return rearrange(x, "(b f) c h w -> b c f h w", b=b, f=f)

@@ -20,13 +20,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
+from diffusers import ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion.schedule import NoiseSchedule
 from ..atomic import replace_folder
 from ..errors import EveditError
 from ..text import CLIPTextEncoder, MiniLMTextEncoder, quiet_transformers
 from .build import assemble
+from .codec import codec_class
 from .compose import EVEModel
 from .lora import LORA_FILE, load_lora, lora_rank_of, save_lora
 from .presets import ModelSpec
@@ -146,7 +147,7 @@ def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
     try:
         with quiet_transformers():
             unet = UNet2DConditionModel.from_pretrained(folder / parts["unet"], **kw)
-            vae = AutoencoderKL.from_pretrained(folder / parts["vae"], **kw)
+            vae = codec_class(folder / parts["vae"]).from_pretrained(folder / parts["vae"], **kw)
             controlnet = ControlNetModel.from_pretrained(folder / parts["controlnet"], **kw)
             adapter = MotionAdapter.from_pretrained(folder / parts["motion_adapter"], **kw)
             first = FirstFrameBranch.from_pretrained(folder / parts["first_frame"], **kw)

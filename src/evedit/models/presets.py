@@ -40,6 +40,28 @@ SHAPEWORLD_VAE = dict(
     scaling_factor=1.0,  # re-estimated from latent statistics when the codec is trained
 )
 
+# ShapeWorld's codec from 0.2.0: diffusers' AutoencoderDC (Sana's deep-compression autoencoder)
+# at 64x64 <-> 16x16x16. Its space-to-channel shortcuts around every resolution change make the
+# network learn a residual over a fixed pixel-unshuffle code, which trained 20.8 dB in 200 steps
+# where the KL codec reached 16.2 (benchmarks/results/codec_design.md). No attention, one
+# residual block per level: at 16x16 attention costs more than it returns here.
+SHAPEWORLD_DC = dict(
+    in_channels=3,
+    latent_channels=16,
+    attention_head_dim=8,
+    encoder_block_types="ResBlock",
+    decoder_block_types="ResBlock",
+    encoder_block_out_channels=(32, 64, 128),  # three levels: two pixel-unshuffles, 64 -> 16
+    decoder_block_out_channels=(32, 64, 128),
+    encoder_layers_per_block=(1, 1, 1),
+    decoder_layers_per_block=(1, 1, 1),
+    encoder_qkv_multiscales=((), (), ()),
+    decoder_qkv_multiscales=((), (), ()),
+    decoder_norm_types="rms_norm",
+    decoder_act_fns="silu",
+    scaling_factor=1.0,  # re-estimated from latent statistics when the codec is trained
+)
+
 SHAPEWORLD_MOTION = dict(
     block_out_channels=(32, 64, 64),
     motion_layers_per_block=1,

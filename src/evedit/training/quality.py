@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..diffusion import ddim_sample, ddim_timesteps
 from ..diffusion.guidance import cfg as cfg_rule
 from ..models import Conditioning, EVEModel, load_model
-from ..models.codec import decode_video, encode_video
+from ..models.codec import decode_video, downsampling, encode_video
 from ..models.guided import edit_teacher_guided, text_guided
 from ..world import TASKS, ClipCaptionDataset, EditTripletDataset, ImageCaptionDataset
 from .stages.common import psnr as _psnr
@@ -51,7 +51,7 @@ def _batches(dataset, n: int, size: int):
 
 
 def _latent_hw(model: EVEModel) -> tuple[int, int]:
-    side = model.spec.resolution // 2 ** (len(model.vae.config.block_out_channels) - 1)
+    side = model.spec.resolution // downsampling(model.vae)
     return side, side
 
 

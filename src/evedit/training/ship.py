@@ -12,11 +12,12 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
+from diffusers import ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion import NoiseSchedule
 from ..errors import EveditError
 from ..models import assemble, save_model, shapeworld_spec
+from ..models.codec import codec_class
 from ..models.video_adapter import FirstFrameBranch
 from ..text import MiniLMTextEncoder
 
@@ -28,7 +29,7 @@ PARTS = {  # part -> (stage, sub-folder of the stage's export)
 # fine-tunes (configs/codec-decoder*.yaml) keep its encoder, so they replace its VAE as it stands.
 REFINED = {"codec": ("codec-decoder-noise", "codec-decoder")}
 EXTRAS = {"shapeclip": ("clip", "shapeclip"), "task_classifier": ("task-classifier", "task_classifier")}
-CLASSES = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "controlnet": ControlNetModel,
+CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,
            "motion_adapter": MotionAdapter, "first_frame": FirstFrameBranch}
 
 
@@ -103,7 +104,11 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
     """
     runs = Path(runs)
     kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
-    loaded = {name: CLASSES[name].from_pretrained(_part(runs, *where), **kw) for name, where in PARTS.items()}
+    loaded = {}
+    for name, where in PARTS.items():
+        path = _part(runs, *where)
+        cls = codec_class(path) if name == "vae" else CLASSES[name]
+        loaded[name] = cls.from_pretrained(path, **kw)
     model = assemble(
         vae=loaded["vae"], text_encoder=MiniLMTextEncoder.from_pretrained(), unet=loaded["unet"],
         controlnet=loaded["controlnet"], motion_adapter=loaded["motion_adapter"],

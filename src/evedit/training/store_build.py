@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
 from ..errors import EveditError
+from ..models.codec import posterior
 from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, text_hash
 
 BUILD_STATE = ".build.json"  # the parameters of an unfinished build, to resume only the same one
@@ -76,8 +77,7 @@ def encode_latents(vae, pixels: torch.Tensor, video: bool) -> tuple[torch.Tensor
     """Pixels (B, 3, H, W) or (B, 3, F, H, W) -> scaled posterior mode and std, same layout."""
     b = pixels.shape[0]
     flat = rearrange(pixels, "b c f h w -> (b f) c h w") if video else pixels
-    dist = vae.encode(flat.to(vae.device, vae.dtype)).latent_dist
-    mode, std = dist.mode() * vae.config.scaling_factor, dist.std * vae.config.scaling_factor
+    mode, std = posterior(vae, flat.to(vae.device))
     if video:
         mode, std = (rearrange(z, "(b f) c h w -> b c f h w", b=b) for z in (mode, std))
     return mode.float().cpu(), std.float().cpu()

@@ -1,6 +1,11 @@
-"""Stage ``codec``: train the ShapeWorld ``AutoencoderKL`` (64x64 RGB <-> 16x16x4 latents).
+"""Stage ``codec``: train the ShapeWorld codec (64x64 RGB <-> 16x16xC latents).
 
-Loss: L1 + L2 reconstruction of a posterior sample, plus a small KL to the unit Gaussian. L1
+Two networks (``architecture``): ``kl``, diffusers' ``AutoencoderKL`` (0.1.0's 4-channel codec),
+and ``dc``, ``AutoencoderDC`` (deterministic, with space-to-channel shortcuts; the codec from
+0.2.0, chosen by ``benchmarks/results/codec_design.md``).
+
+Loss: L1 + L2 reconstruction of a posterior sample (``dc``: of the latent), plus for ``kl`` a
+small KL to the unit Gaussian. L1
 keeps the flat-coloured shapes' edges sharp (L2 alone blurs them); L2 is what PSNR measures.
 Evaluation: PSNR (dB) of mode reconstructions of fixed validation images. Export: the VAE with
 ``scaling_factor = 1 / std`` of latents of training images, so the diffusion stages see
@@ -23,13 +28,14 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderDC, AutoencoderKL
 from torch import nn
 from torch.utils.data import default_collate
 
 from ...errors import EveditError
 from ...io import write_image
-from ...models.presets import SHAPEWORLD_VAE
+from ...models.codec import codec_class, raw_latents
+from ...models.presets import SHAPEWORLD_DC, SHAPEWORLD_VAE
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
 from .common import grid, load_trainable, psnr, to_uint8
@@ -60,8 +66,23 @@ class CodecConfig:
     # 25-26 dB on ShapeWorld; 8 and 16 were measured against it (benchmarks/results/codec_channels.md).
     latent_channels: int = 4
     # Widths of the encoder's and decoder's three blocks (from scratch only); None: the preset's
-    # (32, 64, 64). A wider codec isolates capacity from the latent bottleneck.
+    # ((32, 64, 64) for "kl", (32, 64, 128) for "dc"). A wider codec isolates capacity.
     block_out_channels: Optional[list[int]] = None
+    # The network (from scratch only): "kl", diffusers' AutoencoderKL (SD's VAE design, 0.1.0's
+    # codec), or "dc", AutoencoderDC (deterministic, space-to-channel shortcuts; no KL term).
+    architecture: str = "kl"
+
+
+def new_codec(c: CodecConfig) -> nn.Module:
+    """A codec from scratch: the ShapeWorld preset of ``c.architecture`` with ``c``'s overrides."""
+    if c.architecture not in ("kl", "dc"):
+        raise EveditError(f"codec architecture must be 'kl' or 'dc', got {c.architecture!r}.")
+    if c.architecture == "kl":
+        widths = {"block_out_channels": tuple(c.block_out_channels)} if c.block_out_channels else {}
+        return AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": c.latent_channels, **widths})
+    widths = {f"{side}_block_out_channels": tuple(c.block_out_channels)
+              for side in ("encoder", "decoder")} if c.block_out_channels else {}
+    return AutoencoderDC(**{**SHAPEWORLD_DC, "latent_channels": c.latent_channels, **widths})
 
 
 class CodecStage:
@@ -71,9 +92,8 @@ class CodecStage:
         self.config = c = config or CodecConfig()
         if c.decoder_only and not c.init_from:
             raise EveditError("decoder_only needs init_from: a trained codec whose encoder stays frozen.")
-        self.vae = load_trainable(AutoencoderKL, c.init_from, "codec (vae)") if c.init_from \
-            else AutoencoderKL(**{**SHAPEWORLD_VAE, "latent_channels": c.latent_channels,
-                                  **({"block_out_channels": tuple(c.block_out_channels)} if c.block_out_channels else {})})
+        self.vae = load_trainable(codec_class(c.init_from), c.init_from, "codec (vae)") if c.init_from \
+            else new_codec(c)
         self._val: torch.Tensor | None = None  # fixed validation images, cached on the CPU
 
     @classmethod
@@ -82,7 +102,7 @@ class CodecStage:
 
     def trainable_modules(self) -> list[nn.Module]:
         if self.config.decoder_only:
-            return [self.vae.decoder, self.vae.post_quant_conv]
+            return [self.vae.decoder, *([self.vae.post_quant_conv] if hasattr(self.vae, "post_quant_conv") else [])]
         return [self.vae]
 
     def modules(self) -> dict[str, nn.Module]:
@@ -95,7 +115,10 @@ class CodecStage:
         c, x = self.config, batch["image"]  # (B, 3, H, W) in [-1, 1]
         if c.decoder_only:
             return self._reconstruction(self.vae.decode(self._noisy_latents(x, generator)).sample, x)
-        posterior = self.vae.encode(x).latent_dist
+        out = self.vae.encode(x)
+        if not hasattr(out, "latent_dist"):  # deterministic codec: reconstruction only
+            return self._reconstruction(self.vae.decode(out.latent).sample, x)
+        posterior = out.latent_dist
         terms = self._reconstruction(self.vae.decode(posterior.sample(generator)).sample, x)
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
         return {**terms, "loss": terms["loss"] + c.kl_weight * kl, "kl": kl.detach()}
@@ -109,7 +132,7 @@ class CodecStage:
     @torch.no_grad()
     def _noisy_latents(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Frozen-encoder posterior samples (B, C, h, w), plus ``latent_noise`` if set."""
-        z = self.vae.encode(x).latent_dist.sample(generator)  # as the diffusion stages saw them
+        z = raw_latents(self.vae, x, sample=True, generator=generator)  # as the diffusion stages saw them
         if self.config.latent_noise > 0:
             sigma = torch.rand(len(z), 1, 1, 1, generator=generator).to(z) * self.config.latent_noise
             eps = torch.randn(z.shape, generator=generator).to(z)
@@ -130,7 +153,7 @@ class CodecStage:
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Mode reconstructions, in chunks of ``eval_batch_size``; same shape as ``images``."""
-        out = [self.vae.decode(self.vae.encode(chunk).latent_dist.mode()).sample.clamp(-1, 1)
+        out = [self.vae.decode(raw_latents(self.vae, chunk)).sample.clamp(-1, 1)
                for chunk in images.split(self.config.eval_batch_size)]
         return torch.cat(out)
 
@@ -154,7 +177,7 @@ class CodecStage:
         """Std of (unscaled) posterior samples of the first ``scale_items`` training images."""
         images = self._images("train", self.config.scale_items)
         g = torch.Generator().manual_seed(self.config.seed)
-        z = torch.cat([self.vae.encode(chunk).latent_dist.sample(g)
+        z = torch.cat([raw_latents(self.vae, chunk, sample=True, generator=g)
                        for chunk in images.split(self.config.eval_batch_size)])
         return float(z.float().std())
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 
 from ...errors import EveditError
 from ...losses import denoising_loss, min_snr_weights
+from ...models.codec import codec_class
 from ...models.folder import refuse_pickles
 from ...text import MiniLMTextEncoder
 
@@ -35,8 +36,9 @@ def load_trainable(cls, path: str | Path, what: str):
     return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
 
 
-def load_vae(path: str | Path) -> AutoencoderKL:
-    return load_frozen(AutoencoderKL, path, "codec (vae)")
+def load_vae(path: str | Path):
+    """The frozen codec in ``path``: ``AutoencoderKL`` or ``AutoencoderDC``, as its config says."""
+    return load_frozen(codec_class(path), path, "codec (vae)")
 
 
 def load_unet(path: str | Path) -> UNet2DConditionModel:

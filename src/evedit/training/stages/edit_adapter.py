@@ -26,6 +26,7 @@ from ...diffusion import NoiseSchedule, ddim_sample, ddim_timesteps, dual_guidan
 from ...errors import EveditError
 from ...io import write_image
 from ...losses import denoising_loss
+from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import EditAdapter, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
@@ -113,7 +114,7 @@ class EditAdapterStage:
 
     # ---- loss -------------------------------------------------------------------------------
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+        return encode_images(self.vae, images)
 
     def _prompts(self, batch: dict, no_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         instructions = drop_texts(list(batch["instruction"]), no_text)
@@ -182,7 +183,7 @@ class EditAdapterStage:
         g = torch.Generator().manual_seed(seed)
         x_T = torch.randn(source.shape, generator=g).to(device)
         z = ddim_sample(model_fn, x_T, ddim_timesteps(steps), self.schedule)
-        return self.vae.decode(z / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return decode_images(self.vae, z)
 
     def _val_batch(self) -> dict:
         data = self.dataset("val")

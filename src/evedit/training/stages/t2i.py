@@ -23,6 +23,7 @@ from torch.utils.data import default_collate
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
 from ...errors import EveditError
 from ...io import write_image
+from ...models.codec import decode_images, downsampling, encode_images
 from ...models.presets import SHAPEWORLD_UNET
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
@@ -87,7 +88,7 @@ class T2IStage:
     @torch.no_grad()
     def encode(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """(B, 3, H, W) pixels -> (B, 4, H/4, W/4) scaled latents (a posterior sample)."""
-        return self.vae.encode(images).latent_dist.sample(generator) * self.vae.config.scaling_factor
+        return encode_images(self.vae, images, sample=True, generator=generator)
 
     def diffusion_loss(self, images, captions: list[str], generator) -> torch.Tensor:
         x0 = self.encode(images.to(self.unet.device), generator)
@@ -144,11 +145,11 @@ class T2IStage:
             c_out, u_out = self.unet(torch.cat([x, x]), torch.cat([t, t]), both).sample.chunk(2)
             return cfg(u_out, c_out, self.config.guidance)
 
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = downsampling(self.vae)
         shape = (n, self.unet.config.in_channels, size // factor, size // factor)
         x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
         z = ddim_sample(model_fn, x_T, ddim_timesteps(steps), self.schedule)
-        return self.vae.decode(z / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return decode_images(self.vae, z)
 
     @torch.no_grad()
     def sample(self, out_dir: Path, step: int) -> list[Path]:
