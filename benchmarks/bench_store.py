@@ -83,7 +83,7 @@ def compare_stage(name: str, steps: int, tmp: Path) -> dict:
 
 def compare_align(steps: int, tmp: Path) -> dict:
     from evedit.training.fdd.entry import load_fdd_config
-    from evedit.training.fdd.loop import Aligner
+    from evedit.training.fdd.stage import one_step, set_up
     from evedit.training.store_build import build_command
 
     items = 4
@@ -93,14 +93,14 @@ def compare_align(steps: int, tmp: Path) -> dict:
     build_command("align", tmp / "align", items=items, vae=MODEL, progress=False)
     out = {}
     for label, data in (("fly", cfg.data), ("store", {"kind": "store", "path": str(tmp / "align")})):
-        run = Aligner(dataclasses.replace(cfg, data=data, out=str(tmp / f"run-{label}")), progress=False)
+        run = set_up(dataclasses.replace(cfg, data=data, out=str(tmp / f"run-{label}")))
         warm = items // cfg.batch_size  # every item's teacher samples are generated here
         for step in range(warm):
-            run.iteration(step)
+            one_step(run, step)
         times = []
         for step in range(warm, warm + steps):
             began = time.perf_counter()
-            run.iteration(step)
+            one_step(run, step)
             times.append(time.perf_counter() - began)
         out[label] = statistics.median(times)
     return {"stage": "align (1 iteration)", "batch": cfg.batch_size, "fly_s": out["fly"],

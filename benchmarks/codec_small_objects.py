@@ -42,7 +42,10 @@ def small_textured_frames(n: int, seed: int = 900_000) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruct(vae, x: torch.Tensor) -> torch.Tensor:
-    return vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    """The codec's deterministic reconstruction (the posterior's mode for AutoencoderKL)."""
+    from evedit.models.codec import decode_images, encode_images
+
+    return decode_images(vae, encode_images(vae, x))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ def measure(model: str, lora_from: str | None, iters: int) -> dict[str, dict[str
 
     from evedit.models import load_model
     from evedit.training.fdd.entry import load_fdd_config
-    from evedit.training.fdd.loop import Aligner
+    from evedit.training.fdd.stage import one_step, set_up
 
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the discriminator heads are initialised from torch's global generator
@@ -34,10 +34,10 @@ def measure(model: str, lora_from: str | None, iters: int) -> dict[str, dict[str
                   lora_init="continue" if lora_from else "fresh", sample_every=0, ckpt_every=10_000,
                   log_every=10_000, out=tempfile.mkdtemp(prefix="fdd-terms-"),
                   data={"kind": "shapeworld", "length": 2, "frames": 8})
-    aligner = Aligner(cfg, teacher=teacher, progress=False)
+    trainer = set_up(cfg, teacher=teacher)
     out = {}
     for phase, first in (("SDS only", 0), ("SDS + adversarial", cfg.steps_sds)):
-        logs = [aligner.iteration(step) for step in range(first, first + iters)]
+        logs = [one_step(trainer, step) for step in range(first, first + iters)]
         keys = sorted({k for log in logs for k in log if k.startswith(("gradnorm_", "d_edit_", "d_video_"))})
         out[phase] = {k: statistics.mean(log[k] for log in logs) for k in keys}
     return out

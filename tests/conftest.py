@@ -16,3 +16,29 @@ def minilm():
     from evedit.text import MiniLMTextEncoder
 
     return MiniLMTextEncoder.from_pretrained()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny batches gain nothing from a second thread, and on a shared 2-core machine a second thread
+    waiting on a busy core made the editing module ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, minilm):
+    """A tiny saved ShapeWorld edit model (alignment LoRA, task classifier), one per module."""
+    from model_utils import save_edit_model
+
+    return save_edit_model(tmp_path_factory.mktemp("edit-model"), minilm)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    from evedit.editing import EditPipeline
+
+    return EditPipeline.from_pretrained(model_dir, device="cpu")

@@ -63,3 +63,29 @@ def per_frame_unet(model, x, t, cond):
     flat = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
     out = model.unet(flat, t.repeat_interleave(f), cond.caption.repeat_interleave(f, 0)).sample
     return out.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def save_edit_model(root, text_encoder):
+    """A tiny ShapeWorld model with the alignment LoRA and a task classifier, saved under ``root``:
+    every new branch perturbed so the student, teachers and first-frame branch all differ."""
+    from evedit.models import build_shapeworld, save_model
+    from evedit.models.task_classifier import TaskClassifier
+
+    model = build_shapeworld(text_encoder=text_encoder)
+    model.add_alignment_lora()
+    perturb_new_branches(model)
+    classifier = TaskClassifier(tasks=model.spec.tasks)
+    classifier.save_pretrained(root / "classifier", safe_serialization=True)
+    return save_model(model, root / "model", extras={"task_classifier": root / "classifier"})
+
+
+def run_cli(args, capsys):
+    """``evedit ARGS`` in this process: (exit status, stdout, stderr); typer's exits included."""
+    from evedit.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # typer exits for --help / usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -66,7 +66,7 @@ def test_shapeclip_stem_sees_full_resolution(tmp_path):
     model.save_pretrained(tmp_path)
     again = ShapeCLIP.from_pretrained(tmp_path)
     torch.testing.assert_close(again.image_features(x), model.image_features(x))
-    assert tiny_clip().stem_block is None  # stem=0: the stop-9 architecture, loadable as before
+    assert tiny_clip().stem_block is None  # stem=0: the earlier architecture, loadable as before
 
 
 def test_video_tower_starts_as_image_tower():

@@ -5,17 +5,8 @@ import json
 import pytest
 
 from evedit import __version__
-from evedit.cli import main
 from evedit.io import read_video
-
-
-def run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:  # typer exits for --help / usage errors
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from model_utils import run_cli as run
 
 
 def test_version_and_help(capsys):

@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from evedit.cli import main
 from evedit.editing import EDITORS, EditOptions, EditPipeline, plan_windows
 from evedit.editing.conditioning import decode_latents, encode_source, encode_texts, resolve_task
 from evedit.editing.editors import (
@@ -21,53 +20,20 @@ from evedit.editing.editors import (
 from evedit.editing.frames import Fit, to_uint8
 from evedit.errors import EveditError
 from evedit.io import read_video, write_video
-from evedit.models import Conditioning, build_shapeworld, save_model
-from evedit.models.task_classifier import TaskClassifier
+from evedit.models import Conditioning
 from evedit.world import make_example
-from model_utils import perturb_new_branches
+from model_utils import run_cli as run
 
 INSTRUCTION = "make the blue circle red"
 FAST = dict(task="color", first_frame_steps=2, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny 16x16 latents gain nothing from two, and on the shared
-    2-core machine a second thread waiting on a busy core made this module ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, minilm):
-    root = tmp_path_factory.mktemp("editing")
-    model = build_shapeworld(text_encoder=minilm)
-    model.add_alignment_lora()
-    perturb_new_branches(model)  # the student, teachers and first-frame branch all differ
-    classifier = TaskClassifier(tasks=model.spec.tasks)
-    classifier.save_pretrained(root / "classifier", safe_serialization=True)
-    return save_model(model, root / "model", extras={"task_classifier": root / "classifier"})
-
-
-@pytest.fixture(scope="module")
-def pipe(model_dir):
-    return EditPipeline.from_pretrained(model_dir, device="cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
 
 @pytest.fixture(scope="module")
 def clip():
     return make_example(7, "color").clip  # (8, 64, 64, 3)
-
-
-def run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def digest(path: Path) -> str:
@@ -225,7 +191,8 @@ def test_cli_and_api_agree_exactly(pipe, clip, model_dir, tmp_path, capsys):
     assert np.array_equal(read_video(tmp_path / "frames").frames, api.frames)
 
 
-def test_cli_task_auto_prints_the_choice_and_warns_in_one_line(model_dir, clip, tmp_path, capsys):
+def test_cli_task_auto_prints_the_choice_and_warns_in_one_line(model_dir, clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("evedit.editing.command.AUTO_TASK_THRESHOLD", 0.0)  # the tiny classifier is unsure
     image = tmp_path / "gray.png"
     Image.fromarray(clip[0, ..., 0]).save(image)  # grayscale still image -> one-frame video
     code, out, err = run(["edit", str(image), "make the blue circle red " * 12, "-o", str(tmp_path / "o.png"),

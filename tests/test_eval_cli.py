@@ -7,18 +7,9 @@ import types
 import numpy as np
 import pytest
 
-from evedit.cli import main
 from evedit.eval.runner import read_records
 from test_eval_helpers import tiny_shapeclip
-
-
-def run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from model_utils import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -402,13 +402,14 @@ def test_existing_file_is_replaced_only_on_success(tmp_path, monkeypatch):
 
     import evedit.io._av as av_backend
 
-    real_encode = av_backend._encode_video
+    real_add = av_backend.FrameEncoder.add
 
-    def half_write(container, frames, fps, spec):
-        real_encode(container, frames[:1], fps, spec)  # some bytes reach the temp file
-        raise av.error.InvalidDataError(1094995529, "simulated encoder crash")
+    def half_write(self, rgb):
+        if self.index >= 1:  # the first frame's bytes reach the temp file
+            raise av.error.InvalidDataError(1094995529, "simulated encoder crash")
+        real_add(self, rgb)
 
-    monkeypatch.setattr(av_backend, "_encode_video", half_write)
+    monkeypatch.setattr(av_backend.FrameEncoder, "add", half_write)
     with pytest.raises(EveditError, match="out.mp4"):
         write_video(target, moving_gradient(4, 16, 16))
     assert target.read_bytes() == before

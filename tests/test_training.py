@@ -51,13 +51,7 @@ def assert_no_pickles(folder: Path) -> None:
     assert not [p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches gain nothing from a second thread, and one thread stays fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +153,7 @@ def test_codec_latent_noise_is_seeded_and_changes_the_decoder_loss(codec_run):
 
 
 class NanCodec(CodecStage):
-    """The codec whose loss turns NaN at step 3, after the step-2 checkpoint."""
+    """The codec whose loss turns NaN at step 3, computed from the weights of the step-2 checkpoint."""
 
     name = "codec-nan"
     calls = 0
@@ -168,21 +162,23 @@ class NanCodec(CodecStage):
         NanCodec.calls += 1
         terms = super().loss(batch, generator)
         if NanCodec.calls == 3:
-            NanCodec.ckpt_digest = digest(self.out / "checkpoints" / "step_000002")
+            NanCodec.ckpt_digest = digest(self.out / "checkpoints" / "step_000000")
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
 
-def test_nan_loss_stops_with_one_sentence_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_with_one_sentence_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(STAGES, "codec-nan", NanCodec)
     monkeypatch.setattr(NanCodec, "out", tmp_path, raising=False)
     monkeypatch.setattr(NanCodec, "calls", 0)
     config = recipe(tmp_path.parent, "codec-nan")
     assert cli("codec-nan", "--config", config, "--out", tmp_path, "--max-steps", 4) == 1
     err = capsys.readouterr().err
-    assert "loss became nan at step 3" in err and "step_000002" in err and "Traceback" not in err
-    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_000002"]
-    assert digest(tmp_path / "checkpoints" / "step_000002") == NanCodec.ckpt_digest
+    assert "loss became nan at step 3" in err and "Traceback" not in err
+    assert "step_000002" in err and "was deleted" in err and "step_000000' is kept" in err
+    # the step-2 weights gave the NaN, so their checkpoint goes; the initial weights' one stays
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_000000"]
+    assert digest(tmp_path / "checkpoints" / "step_000000") == NanCodec.ckpt_digest
     assert not list((tmp_path / "checkpoints").glob(".tmp-*")) and not (tmp_path / "export").exists()
 
 
@@ -208,10 +204,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(mode, saved, tmp_path, mo
     monkeypatch.setattr(SigintCodec, "mode", mode)
     config = recipe(tmp_path.parent, "codec-sigint")
     args = ("codec-sigint", "--config", config, "--out", tmp_path, "--max-steps", 3)
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
     assert cli(*args) == 130
     assert "continue with --resume" in capsys.readouterr().err
-    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == [saved]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_000000", saved]
+    assert signal.getsignal(signal.SIGINT) == before  # the loop put the caller's handler back
     assert cli(*args, "--resume") == 0
     assert json.loads((tmp_path / "export" / "train_summary.json").read_text())["steps"] == 3
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import EveditError
+from .errors import EveditError, Terminated
 
 app = typer.Typer(
     name="evedit",
@@ -67,10 +67,10 @@ def demo(
 
 @app.command("edit")
 def edit_command(
-    input: str = typer.Argument(..., help="Video file, image, or folder of numbered frames."),
-    instruction: str = typer.Argument(..., help="What to change, e.g. \"make the circle red\"."),
-    output: str = typer.Option(..., "--output", "-o", help="Output .mp4/.webm/.mkv/.gif, .png/.jpg "
-                               "(one frame), or a folder ending in '/'; the extension picks the format."),
+    input: Optional[str] = typer.Argument(None, help="Video file, image, or folder of numbered frames."),
+    instruction: Optional[str] = typer.Argument(None, help="What to change, e.g. \"make the circle red\"."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output .mp4/.webm/.mkv/.gif, .png/.jpg "
+                                         "(one frame), or a folder ending in '/'; the extension picks the format."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or preset (default: the shipped ShapeWorld model)."),
     editor: str = typer.Option("eve", "--editor", "-e", help="eve, plug-and-play, per-frame or sdedit."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (EVE: k, default 3; teachers: DDIM, default 50)."),
@@ -85,16 +85,47 @@ def edit_command(
     first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 10, as in alignment)."),
     fit: str = typer.Option("crop", "--fit", help="crop: edit the centre square; stretch: the whole frame, squashed."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Also write input and output side by side (.gif or .mp4)."),
+    start: Optional[str] = typer.Option(None, "--start", help="Edit from here: seconds (1.5 or 1.5s) or a 0-based frame number (12f)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Edit up to here, exclusive: seconds (3 or 3s) or a frame number (24f)."),
+    keep_rest: bool = typer.Option(False, "--keep-rest", help="Copy the frames outside --start/--end around the edit (the output keeps the input's length)."),
+    mask: Optional[str] = typer.Option(None, "--mask", help="Edit only where this mask is white: one image for every frame, or a mask video or folder (frame i for input frame i); outside it the output equals the input."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the input's sound (kept by default in .mp4/.webm/.mkv, cut to the edited range)."),
+    jobs: Optional[Path] = typer.Option(None, "--jobs", help="Run many edits with one loaded model: a JSON Lines file, one {\"input\", \"instruction\", options...} per line (needs --out-dir)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="With --jobs: folder for the outputs (default name NNN-<input stem>.mp4)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="With --jobs: redo jobs whose output exists (default: skip them)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or timings."),
 ) -> None:
-    """Edit a video by an instruction with EVE (or a baseline editor, for comparison)."""
-    from .editing.command import run_edit
+    """Edit a video by an instruction with EVE (or a baseline editor, for comparison).
 
-    run_edit(input, instruction, output, model=model, compare=compare, device=device, quiet=quiet,
-             editor=editor, steps=steps, guidance=guidance, seed=seed, task=task, caption=caption,
-             max_frames=max_frames, stride=stride, window=window, overlap=overlap,
-             first_frame_steps=first_frame_steps, fit=fit)
+    The output keeps the input's sound, frame rate, size and orientation. With --jobs, options
+    given here are every job's defaults. Ctrl-C or SIGTERM stops it and removes what it was
+    writing (SIGTERM: exit status 143).
+    """
+    import signal
+
+    from .editing.command import run_edit
+    from .editing.jobs import check_edit_mode, run_jobs
+    from .errors import raise_terminated
+
+    check_edit_mode(input, instruction, output, jobs, out_dir, compare)
+    values = dict(editor=editor, steps=steps, guidance=guidance, seed=seed, task=task, caption=caption,
+                  max_frames=max_frames, stride=stride, window=window, overlap=overlap,
+                  first_frame_steps=first_frame_steps, fit=fit, start=start, end=end, keep_rest=keep_rest,
+                  mask=mask, audio=not no_audio)
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread (called from a program): leave signals alone
+        previous = None
+    try:
+        if jobs is not None:
+            run_jobs(jobs, out_dir, model=model, device=device, quiet=quiet, overwrite=overwrite, defaults=values)
+        else:
+            run_edit(input, instruction, output, model=model, compare=compare, device=device, quiet=quiet,
+                     **values)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("ui")
@@ -164,7 +195,8 @@ def train_command(
 ) -> None:
     """Train one stage: checkpoints, samples, TensorBoard logs and the export under the run folder.
 
-    Ctrl-C saves a checkpoint and stops; run again with [bold]--resume[/] to continue.
+    Ctrl-C or SIGTERM saves a checkpoint and stops; run again with [bold]--resume[/] to continue
+    (it verifies the checkpoint and falls back past a damaged one to the newest intact one).
     """
     from .training import run_training
 
@@ -341,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("Interrupted.")
         return 130
+    except Terminated:
+        console.print("Terminated.")
+        return 143
     except SystemExit as exc:  # typer's standalone mode ends every run with sys.exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

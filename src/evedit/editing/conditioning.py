@@ -49,10 +49,12 @@ def load_classifier(folder: Path):
         raise EveditError(f"Could not load the task classifier at '{folder}': {str(exc).splitlines()[0]}") from exc
 
 
-def resolve_task(model: EVEModel, task: str, instruction: str, classifier=None):
+def resolve_task(model: EVEModel, task: str, instruction: str, classifier=None, min_probability: float = 0.0):
     """-> (task name or None, probability or None, label tensor (1,) or None).
 
     ``classifier``: a loaded classifier to reuse, or None to load ``model.extras`` on demand.
+    ``min_probability``: with ``task="auto"``, a choice below it is refused with the two most
+    likely tasks named (the command line uses :data:`~evedit.editing.options.AUTO_TASK_THRESHOLD`).
     """
     tasks = tuple(model.spec.tasks)
     if not tasks:
@@ -71,7 +73,14 @@ def resolve_task(model: EVEModel, task: str, instruction: str, classifier=None):
             classifier = load_classifier(Path(folder))
         encoder = model.text_encoder if getattr(model.text_encoder, "pooled_size", None) == \
             classifier.config.text_dim else None
-        task, probability = classifier.predict([instruction], encoder)[0]
+        ranked = classifier.rank(instruction, encoder)
+        task, probability = ranked[0]
+        if probability < min_probability:
+            pair = " and ".join(f"{name} (p={p:.2f})" for name, p in ranked[:2])
+            raise EveditError(
+                f"The task classifier is unsure of this instruction's task (it hesitated between {pair}, "
+                f"below the {min_probability:.2f} it needs); pass --task NAME (one of: {', '.join(tasks)})."
+            )
         if task not in tasks:
             raise EveditError(f"The task classifier chose {task!r}, which this model does not know; pass --task NAME.")
     elif task not in tasks:

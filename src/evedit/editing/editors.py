@@ -47,6 +47,7 @@ class Window:
     noise: torch.Tensor  # (1, C, F, h, w) this window's per-frame noise
     latents: torch.Tensor  # (1, C, F, h, w) codec latents of the input frames (SDEdit starts here)
     known: torch.Tensor | None = None  # (1, C, K, h, w) edits of the first K frames, kept
+    region: torch.Tensor | None = None  # (1, 1, F, h, w) 1 where the edit may change the latents
 
 
 Progress = Callable[[int], None] | None
@@ -74,13 +75,25 @@ def _sample(model: EVEModel, fn, w: Window, timesteps: list[int], progress: Prog
     schedule = model.schedule
 
     def pinned(x, t):
+        x = blend_region(x, w.region, w.latents, w.noise, t, schedule)
         if pin and k:
             x = torch.cat([schedule.add_noise(w.known, w.noise[:, :, :k], t), x[:, :, k:]], dim=2)
         return fn(x, t)
 
     x0 = ddim_sample(pinned, w.noise if x_start is None else x_start, timesteps, schedule,
                      progress=progress)
+    x0 = blend_region(x0, w.region, w.latents)
     return torch.cat([w.known, x0[:, :, k:]], dim=2) if k else x0
+
+
+def blend_region(x: torch.Tensor, region: torch.Tensor | None, latents: torch.Tensor,
+                 noise: torch.Tensor | None = None, t: torch.Tensor | None = None, schedule=None):
+    """Outside ``region`` (0 there), replace ``x`` by the input's ``latents``, noised to ``t`` when
+    given (before a denoiser call) or clean (the result); see :mod:`evedit.editing.region`."""
+    if region is None:
+        return x
+    keep = latents if t is None else schedule.add_noise(latents, noise, t)
+    return region * x + (1 - region) * keep
 
 
 def eve(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
@@ -148,19 +161,23 @@ EDITOR_FUNCTIONS = {
 
 
 def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, noise: torch.Tensor,
-                     steps: int, progress: Progress = None) -> torch.Tensor:
+                     steps: int, progress: Progress = None, region: torch.Tensor | None = None,
+                     latents: torch.Tensor | None = None) -> torch.Tensor:
     """The edit teacher's edit of frame 0 (EVE section 4): (1, C, h, w) clean latent.
 
     Made exactly as the alignment made the student's first-frame conditions
     (``edit_teacher_generate``): DDIM from noise, ip2p dual guidance at the FDD teacher scales.
-    ``noise`` is (1, C, 1, h, w).
+    ``noise`` is (1, C, 1, h, w); ``region`` (1, 1, 1, h, w) with ``latents`` (1, C, 1, h, w), the
+    input's, restricts the edit (:func:`blend_region`).
     """
     teacher = model.denoiser("edit")
     first = Conditioning(caption=cond.caption, instruction=cond.instruction,
                          source=cond.source[:, :, :1], task=cond.task)
 
     def fn(x, t):
+        x = blend_region(x, region, latents, noise, t, model.schedule)
         return edit_teacher_guided(teacher, x, t, first, null, IMAGE_GUIDANCE, FIRST_FRAME_TEXT_GUIDANCE)
 
     timesteps = ddim_timesteps(steps, model.schedule.num_train_timesteps)
-    return ddim_sample(fn, noise, timesteps, model.schedule, progress=progress)[:, :, 0]
+    x0 = ddim_sample(fn, noise, timesteps, model.schedule, progress=progress)
+    return blend_region(x0, region, latents)[:, :, 0]

@@ -25,24 +25,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import unicodedata
+
 from ..errors import EveditError
-from ..training.fdd.config import FDDConfig
 
 EDITORS = ("eve", "plug-and-play", "per-frame", "sdedit")
 ALIASES = {"pnp": "plug-and-play", "plug_and_play": "plug-and-play", "per_frame": "per-frame",
            "perframe": "per-frame", "student": "eve"}
 FITS = ("crop", "stretch")
+AUTO_TASK_THRESHOLD = 0.5  # `evedit edit --task auto` refuses a classifier choice less likely than this
 MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
 MAX_GUIDANCE = 100.0
 SDEDIT_STRENGTH = 0.75  # the paper's SDEdit baseline noise strength
 
-_FDD = FDDConfig()
-DEFAULT_STEPS = {"eve": _FDD.k, "plug-and-play": 50, "per-frame": 50, "sdedit": 50}
-DEFAULT_GUIDANCE = {"eve": 1.0, "plug-and-play": _FDD.edit_text_scale,
-                    "per-frame": _FDD.edit_text_scale, "sdedit": _FDD.video_scale}
-IMAGE_GUIDANCE = _FDD.edit_image_scale  # ip2p image scale of the edit teacher and plug-and-play
-FIRST_FRAME_STEPS = _FDD.real_steps
-FIRST_FRAME_TEXT_GUIDANCE = _FDD.edit_text_scale
+# The alignment's values (FDDConfig: k, edit_text_scale, video_scale, edit_image_scale,
+# real_steps), written out so that `evedit edit` does not import the training package (a test
+# checks they stay equal).
+FDD_K, FDD_EDIT_TEXT_SCALE, FDD_VIDEO_SCALE, FDD_EDIT_IMAGE_SCALE, FDD_REAL_STEPS = 3, 2.0, 2.0, 1.5, 10
+DEFAULT_STEPS = {"eve": FDD_K, "plug-and-play": 50, "per-frame": 50, "sdedit": 50}
+DEFAULT_GUIDANCE = {"eve": 1.0, "plug-and-play": FDD_EDIT_TEXT_SCALE,
+                    "per-frame": FDD_EDIT_TEXT_SCALE, "sdedit": FDD_VIDEO_SCALE}
+IMAGE_GUIDANCE = FDD_EDIT_IMAGE_SCALE  # ip2p image scale of the edit teacher and plug-and-play
+FIRST_FRAME_STEPS = FDD_REAL_STEPS
+FIRST_FRAME_TEXT_GUIDANCE = FDD_EDIT_TEXT_SCALE
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class EditOptions:
     overlap: int | None = None
     first_frame_steps: int | None = None
     fit: str = "crop"
+    min_task_probability: float = 0.0  # task "auto": refuse a classifier choice below this
 
     def checked(self) -> "EditOptions":
         """The options with the editor name canonical and every value in range."""
@@ -83,12 +89,15 @@ class EditOptions:
                 raise EveditError(
                     f"--guidance must be a number from 1 (no guidance) to {MAX_GUIDANCE:g}, got {g!r}."
                 )
+        p = self.min_task_probability
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise EveditError(f"The minimum task probability must be from 0 to 1, got {p!r}.")
         if self.fit not in FITS:
             raise EveditError(f"Unknown --fit {self.fit!r}; choose one of: {', '.join(FITS)}.")
         if not isinstance(self.task, str) or not self.task.strip():
             raise EveditError("--task must be 'auto' or a task name.")
-        if self.caption is not None and (not isinstance(self.caption, str) or not self.caption.strip()):
-            raise EveditError("The caption is empty; give a description of the edited video or leave it out.")
+        if self.caption is not None:
+            check_text(self.caption, "caption", "give a description of the edited video or leave it out")
         return replace(self, editor=editor, task=self.task.strip())
 
     def resolved(self, model_window: int, max_window: int) -> "EditOptions":
@@ -123,10 +132,29 @@ def canonical_editor(name: str) -> str:
 
 
 def check_instruction(instruction: object) -> str:
-    """The instruction, stripped; empty or whitespace is an error (long text only warns later)."""
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise EveditError("The instruction is empty; say what to change, e.g. \"make the circle red\".")
-    return instruction.strip()
+    """The instruction, stripped, if it is text a person could have meant (see :func:`check_text`)."""
+    return check_text(instruction, "instruction", 'say what to change, e.g. "make the circle red"')
+
+
+def check_text(text: object, what: str, hint: str) -> str:
+    """``text`` stripped; refused with one sentence when it is empty, is not valid Unicode text
+    (bytes that are not UTF-8 reach Python as lone surrogates), holds a control character other
+    than tab and line breaks, or holds no letter at all (long text only warns later)."""
+    if not isinstance(text, str) or not text.strip():
+        raise EveditError(f"The {what} is empty; {hint}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EveditError(
+            f"The {what} is not valid text (it holds bytes that are not UTF-8 at character {exc.start + 1}); "
+            f"{hint}."
+        ) from exc
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r"), None)
+    if bad is not None:
+        raise EveditError(f"The {what} holds a control character (U+{ord(bad):04X}); {hint}.")
+    if not any(c.isalpha() for c in text):
+        raise EveditError(f"The {what} holds no letters, so it cannot describe an edit; {hint}.")
+    return text.strip()
 
 
 def _int_in(name: str, value, low: int, high: int | None, optional: bool = True) -> None:

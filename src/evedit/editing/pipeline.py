@@ -11,11 +11,20 @@ model's square (:mod:`evedit.editing.frames`); encode; edit the first frame with
 (:mod:`evedit.editing.windows`); decode; restore the input's size. Output: the same frame count
 (``ceil(F / stride)``), frame rate (``fps / stride``, so the duration is kept) and size.
 Everything runs under ``torch.inference_mode``; a seeded run repeats exactly.
+
+All of it runs as a stream (:mod:`evedit.editing.stream`): :meth:`EditPipeline.stream` yields
+``(original, edited)`` frames as they are ready, holding about two windows of frames whatever the
+clip's length (``evedit edit`` encodes them as they come); calling the pipeline collects them into
+an :class:`EditResult`. The frames are exactly those of the whole-clip computation (tested).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +33,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import EveditError
+from ..io.stream import open_video
 from ..models import PRESETS, Conditioning, EVEModel, load_pretrained
-from .conditioning import decode_latents, encode_source, encode_texts, load_classifier, resolve_task
-from .editors import EDITOR_FUNCTIONS, NOISE_CLIP, NOISE_FIRST_FRAME, edit_first_frame, frame_noise
-from .frames import Fit, load_frames, to_uint8
+from .conditioning import encode_texts, load_classifier, resolve_task
+from .editors import EDITOR_FUNCTIONS
+from .frames import load_frames
 from .options import EditOptions, check_device, check_instruction
-from .windows import edit_windows, plan_windows
+from .region import mask_frames
+from .stream import StreamEdit
+from .windows import plan_windows
 
 
 @dataclass
@@ -74,74 +86,105 @@ class EditPipeline:
         return int(getattr(self.model.motion_unet.config, "motion_max_seq_length", 32))
 
     def __call__(self, video, instruction: str, *, fps: float | None = None, progress: bool = True,
-                 options: EditOptions | None = None, **kwargs) -> EditResult:
+                 options: EditOptions | None = None, mask=None, **kwargs) -> EditResult:
         """Edit ``video`` by ``instruction``.
 
         ``video``: a path, a :class:`~evedit.io.Video`, a list of frames or an array. ``fps``: the
         frame rate of an array input (default 8). Options (see :class:`EditOptions`) come as
         keywords (``editor``, ``steps``, ``guidance``, ``seed``, ``task``, ``caption``,
         ``max_frames``, ``stride``, ``window``, ``overlap``, ``first_frame_steps``, ``fit``) or as
-        one ``options`` record. ``progress`` shows a bar over windows and steps.
+        one ``options`` record. ``progress`` shows a bar over windows and steps. ``mask``: edit only
+        where it is white (a path to an image, mask video or folder, or an array; outside it the
+        output equals the input, see :mod:`evedit.editing.region`). The frames are edited as a
+        stream (:meth:`stream`) and collected here.
         """
+        start = time.perf_counter()
+        opts = self.options(options, **kwargs)
+        instruction = check_instruction(instruction)
+        masks = None if mask is None else mask_frames(mask)
+        frames, fps, count = source_frames(video, opts.max_frames, fps)
+        run = self.stream(frames, instruction, opts, progress=progress, total=count, mask=masks)
+        pairs = list(run)
+        originals = np.stack([original for original, _ in pairs])
+        edited = np.stack([frame for _, frame in pairs])
+        del pairs
+        run.timings["total"] = time.perf_counter() - start
+        return EditResult(edited, fps / opts.stride, run.task, run.task_probability, opts.editor, opts,
+                          run.windows, run.timings, originals)
+
+    def options(self, options: EditOptions | None = None, **kwargs) -> EditOptions:
+        """Checked options with this model's defaults filled in."""
         if options is not None and kwargs:
             raise EveditError("Pass edit options either as keywords or as `options`, not both.")
         try:
             options = options or EditOptions(**kwargs)
         except TypeError as exc:
             raise EveditError(f"Unknown edit option ({exc}).") from exc
-        opts = options.checked().resolved(self.model.spec.num_frames, self.max_window)
-        instruction = check_instruction(instruction)
-        start, timings = time.perf_counter(), {}
-        originals, fps = load_frames(video, opts.max_frames, fps)
-        originals = originals[::opts.stride]
-        fps = fps / opts.stride
-        timings["read"] = time.perf_counter() - start
-        with torch.inference_mode():
-            task, probability, squares, spans = self._run(originals, instruction, opts, timings, progress)
-        t = time.perf_counter()
-        frames = Fit(*originals.shape[1:3], self.model.spec.resolution, opts.fit).from_model(squares, originals)
-        timings["restore"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - start
-        return EditResult(frames, fps, task, probability, opts.editor, opts, len(spans), timings, originals)
+        return options.checked().resolved(self.model.spec.num_frames, self.max_window)
 
-    def _run(self, originals: np.ndarray, instruction: str, opts: EditOptions, timings: dict,
-             progress: bool):
-        model, clock = self.model, time.perf_counter()
-        caption, instr, null = encode_texts(model, instruction, opts.caption, self._null)
-        self._null = null
-        task, probability, label = self._task(opts.task, instruction)
-        fit = Fit(*originals.shape[1:3], model.spec.resolution, opts.fit)
-        latents, source = encode_source(model, fit.to_model(originals))
-        timings["encode"] = time.perf_counter() - clock
-        cond = Conditioning(caption=caption, instruction=instr, source=source, task=label)
-        editor = EDITOR_FUNCTIONS[opts.editor]
-        spans = plan_windows(latents.shape[2], opts.window, opts.overlap)
-        shape = tuple(latents.shape[1:2] + latents.shape[3:])  # (C, h, w)
-        noise = frame_noise(opts.seed, NOISE_CLIP, range(latents.shape[2]), shape).to(latents)
-        per_window = editor.count(opts.steps, model.schedule.num_train_timesteps)
-        total = per_window * len(spans) + (opts.first_frame_steps if editor.needs_first_frame else 0)
-        with tqdm(total=total, disable=not progress, unit="step", leave=False,
-                  desc="first frame" if editor.needs_first_frame else "window 1") as bar:
-            step = lambda _: bar.update(1)  # noqa: E731
-            clock = time.perf_counter()
-            first = None
-            if editor.needs_first_frame:
-                noise0 = frame_noise(opts.seed, NOISE_FIRST_FRAME, range(1), shape).to(latents)
-                first = edit_first_frame(model, cond, null, noise0, opts.first_frame_steps, step)
-            timings["first_frame"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            names = lambda i, s: bar.set_description(f"window {i + 1}/{len(spans)}")  # noqa: E731
-            edited = edit_windows(model, editor, spans, cond, null, noise, latents, first,
-                                  opts.steps, opts.guidance, on_window=names, progress=step)
-            timings["edit"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        squares = to_uint8(decode_latents(model, edited))
-        timings["decode"] = time.perf_counter() - clock
-        return task, probability, squares, spans
+    def stream(self, frames: Iterable[np.ndarray], instruction: str, opts: EditOptions, *,
+               progress: bool = True, total: int | None = None, mask=None) -> "EditStream":
+        """Edit ``frames`` (an iterable of ``(H, W, 3)`` uint8, before ``stride``) as they come.
 
-    def _task(self, task: str, instruction: str):
+        ``opts``: from :meth:`options`. Texts and the task are resolved here (task errors come
+        before any frame is read); iterate the result for ``(original, edited)`` pairs.
+        ``total``: the expected frame count, for the progress bar only. ``mask``: per-frame (H, W)
+        masks aligned with ``frames`` (:func:`evedit.editing.region.mask_frames`), or None.
+        """
+        return EditStream(self, frames, check_instruction(instruction), opts, progress, total, mask)
+
+    def _task(self, task: str, instruction: str, min_probability: float = 0.0):
         if task == "auto" and self.model.spec.tasks and self._classifier is None:
             folder = self.model.extras.get("task_classifier")
             if folder is not None:
                 self._classifier = load_classifier(Path(folder)).to(self.device)
-        return resolve_task(self.model, task, instruction, self._classifier)
+        return resolve_task(self.model, task, instruction, self._classifier, min_probability)
+
+
+def source_frames(video, max_frames: int | None, fps: float | None) -> tuple[Iterator[np.ndarray], float, int]:
+    """Any accepted input -> (frames one at a time, fps, expected count); a path is decoded as it
+    is read."""
+    if isinstance(video, (str, os.PathLike)):
+        frames, file_fps, count = open_video(Path(video), max_frames)
+        return frames, fps or file_fps, count
+    array, fps = load_frames(video, max_frames, fps)
+    return iter(array), fps, len(array)
+
+
+class EditStream:
+    """One edit as a stream of ``(original, edited)`` frame pairs; ``task``, ``task_probability``,
+    ``windows``, ``count`` and ``timings`` (seconds per stage) describe it."""
+
+    def __init__(self, pipe: EditPipeline, frames, instruction: str, opts: EditOptions,
+                 progress: bool, total: int | None, masks=None):
+        self.pipe, self.opts, self.progress, self.total = pipe, opts, progress, total
+        self.timings: dict[str, float] = {}
+        clock, model = time.perf_counter(), pipe.model
+        with torch.inference_mode():
+            caption, instr, null = encode_texts(model, instruction, opts.caption, pipe._null)
+            pipe._null = null
+            self.task, self.task_probability, label = pipe._task(opts.task, instruction,
+                                                                 opts.min_task_probability)
+        self.cond = Conditioning(caption=caption, instruction=instr, task=label)
+        self.null, self.editor = null, EDITOR_FUNCTIONS[opts.editor]
+        self.frames = itertools.islice(frames, 0, None, opts.stride)
+        self.masks = None if masks is None else itertools.islice(masks, 0, None, opts.stride)
+        self.timings["texts"] = time.perf_counter() - clock
+        self.windows = self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        opts, editor, model = self.opts, self.editor, self.pipe.model
+        per_window = editor.count(opts.steps, model.schedule.num_train_timesteps)
+        expected = None if self.total is None else math.ceil(self.total / opts.stride)
+        windows = len(plan_windows(expected, opts.window, opts.overlap)) if expected else None
+        total = per_window * windows + (opts.first_frame_steps if editor.needs_first_frame else 0) \
+            if windows else None
+        with tqdm(total=total, disable=not self.progress, unit="step", leave=False,
+                  desc="first frame" if editor.needs_first_frame else "window 1") as bar:
+            names = lambda i, s: bar.set_description(f"window {i + 1}")  # noqa: E731
+            edit = StreamEdit(model, editor, opts, self.cond, self.null, lambda _: bar.update(1), names)
+            for pair in edit.run(self.frames, self.masks):  # runs under torch.inference_mode
+                self.windows, self.count = edit.windows, edit.count
+                yield pair
+            self.windows = edit.windows
+            self.timings.update(edit.timings)

@@ -15,7 +15,8 @@ Decisions worth knowing: transparency is composited over white; grayscale and
 palette images become RGB; odd-sized ``.mp4`` are padded by one edge row/column and
 cropped back on reading (size kept in the ``comment`` tag); GIF timing is exact to a
 hundredth of a second over the whole clip and fps above 50 is refused; a stream whose
-frame size changes midway is refused.
+frame size changes midway is refused; rotated phone video (display matrix) is returned upright.
+:mod:`evedit.io.audio` carries an input's sound into a written video.
 """
 
 from evedit.io._common import (

@@ -26,6 +26,10 @@ average by more than 5% (variable-rate Matroska), where the mean timestamp inter
 wins. Frames whose format carries alpha are composited over white. A stream whose
 frames change size midway is refused.
 
+Rotated phone video: frames are turned upright by the rotation of the stream's display matrix
+(the "rotate" tag of older files; read from the first frame, a multiple of 90 degrees), so they
+are returned as a player shows them and the size reported is the upright one.
+
 PyAV 18 discards FFmpeg's log output unless ``av.logging.set_level`` was called, so
 nothing is printed to the user; errors arrive as exceptions and are wrapped here.
 """
@@ -87,6 +91,23 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     if video_format.has_palette or any(c.is_alpha for c in video_format.components):
         return composite_over_white(frame.to_ndarray(format="rgba"))
     return frame.to_ndarray(format="rgb24")
+
+
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """Quarter turns (counter-clockwise, as :func:`numpy.rot90` counts) that make ``frame`` upright."""
+    try:
+        degrees = frame.rotation or 0
+    except (AttributeError, ValueError, TypeError):
+        return 0
+    return round(degrees / 90) % 4
+
+
+def upright(frames: np.ndarray, turns: int) -> np.ndarray:
+    """Rotate ``(F, H, W, 3)`` (or one ``(H, W, 3)``) frames by ``turns`` quarter turns."""
+    if not turns:
+        return frames
+    axes = (1, 2) if frames.ndim == 4 else (0, 1)
+    return np.ascontiguousarray(np.rot90(frames, turns, axes=axes))
 
 
 def _tagged_size(container: av.container.InputContainer) -> tuple[int, int] | None:
@@ -160,8 +181,9 @@ def _decode_frames(container: av.container.InputContainer, where: str, max_frame
     stream.thread_type = "AUTO"
     frames: list[np.ndarray] = []
     pts: list[int] = []
-    ticks = 0
+    ticks, turns = 0, None
     for frame in container.decode(stream):
+        turns = frame_rotation(frame) if turns is None else turns
         rgb = frame_to_rgb(frame)
         if frames and rgb.shape != frames[0].shape:
             raise EveditError(
@@ -178,7 +200,7 @@ def _decode_frames(container: av.container.InputContainer, where: str, max_frame
         raise EveditError(f"{where}: no frames could be decoded.")
     is_gif = container.format.name == "gif"
     fps = _fps(stream, len(frames), ticks, pts, is_gif)
-    return _crop_padding(np.stack(frames), _tagged_size(container)), fps
+    return upright(_crop_padding(np.stack(frames), _tagged_size(container)), turns or 0), fps
 
 
 def decode_file(path: Path, where: str, max_frames: int | None = None) -> tuple[np.ndarray, float]:
@@ -210,6 +232,9 @@ def probe_file(path: Path, where: str) -> tuple[int, float, int, int]:
                     pts.append(packet.pts)
             width, height = stream.codec_context.width, stream.codec_context.height
             tagged = _tagged_size(container)
+            # read the stream's rates while the container is open: after closing, PyAV's stream
+            # fields point at freed memory (about 1 probe in 20 returned a garbage fps)
+            fps = _fps(stream, count, ticks, sorted(pts), is_gif) if count else DEFAULT_FPS
     except EveditError:
         raise
     except AV_ERRORS as exc:
@@ -218,24 +243,58 @@ def probe_file(path: Path, where: str) -> tuple[int, float, int, int]:
         raise EveditError(f"{where}: the video stream holds no frames.")
     if tagged is not None and 0 <= height - tagged[1] <= 1 and 0 <= width - tagged[0] <= 1:
         width, height = tagged
-    return count, _fps(stream, count, ticks, sorted(pts), is_gif), width, height
+    if first_rotation(path) % 2:
+        width, height = height, width
+    return count, fps, width, height
+
+
+def first_rotation(path: Path) -> int:
+    """Quarter turns that make the first video frame upright (0 when it cannot be told)."""
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            for frame in container.decode(container.streams.video[0]):
+                return frame_rotation(frame)
+    except AV_ERRORS:
+        pass
+    return 0
 
 
 # --------------------------------------------------------------------------- encoding
 
 
 def check_encodable(ext: str, fps: float, lossless: bool, where: str) -> None:
-    """Refuse, before anything is written, options the chosen format cannot honour."""
+    """Refuse, before anything is written, options the chosen format cannot honour, and a
+    container or encoder this FFmpeg build lacks."""
     if ext == ".gif" and lossless:
         raise EveditError(
             f"{where}: GIF stores at most 256 colours per frame, so it cannot be lossless; "
             "use .mkv, .mp4 or a folder instead."
         )
+    if Fraction(fps).limit_denominator(1001) <= 0:
+        raise EveditError(f"{where}: a frame rate of {fps:g} fps is too low to store (the least is 1/1001).")
     if ext == ".gif" and fps > MAX_GIF_FPS:
         raise EveditError(
             f"{where}: GIF frame delays are whole hundredths of a second, so fps above "
             f"{MAX_GIF_FPS:g} (got {fps:g}) cannot be stored; use .mp4 or a lower fps."
         )
+    check_codec(ext, lossless, where)
+
+
+def check_codec(ext: str, lossless: bool, where: str) -> None:
+    """Refuse an extension whose container or encoder this FFmpeg build lacks."""
+    spec = _ENCODERS[(ext, lossless and ext != ".gif")]
+    try:
+        av.format.ContainerFormat(spec.muxer)
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise EveditError(
+            f"{where}: this FFmpeg build cannot write {spec.muxer} containers; choose another extension."
+        ) from exc
+    try:
+        av.codec.Codec(spec.codec, "w")
+    except (ValueError, av.error.FFmpegError, av.codec.codec.UnknownCodecError) as exc:
+        raise EveditError(
+            f"{where}: this FFmpeg build has no {spec.codec} encoder for {ext} files; choose another extension."
+        ) from exc
 
 
 def _pal8_frame(rgb: np.ndarray) -> av.VideoFrame:
@@ -251,43 +310,60 @@ def _pal8_frame(rgb: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray((indices, palette), format="pal8")
 
 
-def _encode_gif(container, frames: np.ndarray, fps: float) -> None:
-    """Write GIF frames with delays rounded so the total duration stays exact."""
-    count, height, width = frames.shape[:3]
-    stream = container.add_stream("gif", rate=Fraction(fps).limit_denominator(1001))
-    stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
-    centis = Fraction(1, 100)
-    stream.codec_context.time_base = centis
-    starts = [round(index * 100 / fps) for index in range(count + 1)]
-    durations = {starts[i]: starts[i + 1] - starts[i] for i in range(count)}
-    for index, rgb in enumerate(frames):
-        frame = _pal8_frame(rgb)
-        frame.pts, frame.time_base = starts[index], centis
-        for packet in stream.encode(frame):
-            packet.duration = durations.get(packet.pts, packet.duration)
-            container.mux(packet)
-    for packet in stream.encode(None):
-        packet.duration = durations.get(packet.pts, packet.duration)
-        container.mux(packet)
+class FrameEncoder:
+    """Encode RGB frames one at a time into an open output container (H.264, VP9, FFV1, GIF).
 
+    GIF delays follow the module notes (frame *i* starts at ``round(i * 100 / fps)`` cs, so they
+    need no frame count); odd-sized H.264 frames are padded by their edge row/column and the true
+    size is tagged. Memory does not depend on the number of frames.
+    """
 
-def _encode_video(container, frames: np.ndarray, fps: float, spec: _Encoder) -> None:
-    """Write frames with a regular encoder (H.264, VP9, FFV1)."""
-    count, height, width = frames.shape[:3]
-    if spec.pix_fmt == "yuv420p" and spec.codec == "libx264" and (height % 2 or width % 2):
-        container.metadata["comment"] = f"{_SIZE_TAG}{width}x{height}"
-        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        height, width = frames.shape[1:3]
-    rate = Fraction(fps).limit_denominator(1001)
-    stream = container.add_stream(spec.codec, rate=rate)
-    stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
-    stream.options = dict(spec.options)
-    stream.codec_context.time_base = 1 / rate
-    for index, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts, frame.time_base = index, 1 / rate
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
+    def __init__(self, container, ext: str, spec: _Encoder, fps: float, width: int, height: int):
+        self.container, self.fps, self.index, self.gif = container, fps, 0, ext == ".gif"
+        self.pad = (0, 0)
+        self.durations: dict[int, int] = {}
+        rate = Fraction(fps).limit_denominator(1001)
+        if self.gif:
+            stream = container.add_stream("gif", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
+            self.time_base = Fraction(1, 100)
+        else:
+            if spec.pix_fmt == "yuv420p" and spec.codec == "libx264" and (height % 2 or width % 2):
+                container.metadata["comment"] = f"{_SIZE_TAG}{width}x{height}"
+                self.pad = (height % 2, width % 2)
+            stream = container.add_stream(spec.codec, rate=rate)
+            stream.width, stream.height = width + self.pad[1], height + self.pad[0]
+            stream.pix_fmt = spec.pix_fmt
+            stream.options = dict(spec.options)
+            self.time_base = 1 / rate
+        stream.codec_context.time_base = self.time_base
+        self.stream = stream
+
+    def add(self, rgb: np.ndarray) -> None:
+        """Encode one ``(H, W, 3)`` uint8 frame."""
+        if self.gif:
+            frame = _pal8_frame(rgb)
+            start = round(self.index * 100 / self.fps)
+            self.durations[start] = round((self.index + 1) * 100 / self.fps) - start
+            frame.pts = start
+        else:
+            if any(self.pad):
+                rgb = np.pad(rgb, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = self.index
+        frame.time_base = self.time_base
+        self._mux(self.stream.encode(frame))
+        self.index += 1
+
+    def finish(self) -> None:
+        """Flush the encoder (the container is closed by its owner)."""
+        self._mux(self.stream.encode(None))
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if self.gif:
+                packet.duration = self.durations.get(packet.pts, packet.duration)
+            self.container.mux(packet)
 
 
 def encode_file(
@@ -298,9 +374,9 @@ def encode_file(
     try:
         options = dict(spec.container_options)
         with av.open(str(tmp), "w", format=spec.muxer, options=options) as container:
-            if ext == ".gif":
-                _encode_gif(container, frames, fps)
-            else:
-                _encode_video(container, frames, fps, spec)
+            encoder = FrameEncoder(container, ext, spec, fps, frames.shape[2], frames.shape[1])
+            for rgb in frames:
+                encoder.add(rgb)
+            encoder.finish()
     except (av.error.FFmpegError, ValueError, IndexError, RuntimeError) as exc:
         raise EveditError(f"{where}: the {spec.codec} encoder failed ({exc}).") from exc

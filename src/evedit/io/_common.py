@@ -9,13 +9,13 @@ import math
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Callable
 from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
+from evedit.atomic import remove_stale_temps, temp_sibling
 from evedit.errors import EveditError
 
 #: Frame rate given to stills and to image folders that carry no ``fps.txt``.
@@ -113,11 +113,6 @@ def composite_over_white(rgba: np.ndarray) -> np.ndarray:
     return blended.astype(np.uint8)
 
 
-def temp_sibling(target: Path, suffix: str = "") -> Path:
-    """Return an unused hidden name next to ``target`` for a temporary file or folder."""
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-
-
 def remove_quietly(path: Path) -> None:
     """Delete a file or folder if it exists, ignoring errors (used during cleanup)."""
     try:
@@ -149,6 +144,7 @@ def write_file_atomically(target: Path, write: Callable[[Path], None], where: st
     if target.is_dir():
         raise EveditError(f"{where}: a folder with that name already exists.")
     make_parent(target, where)
+    remove_stale_temps(target)
     tmp = temp_sibling(target, target.suffix)
     try:
         write(tmp)
@@ -193,12 +189,28 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None], where: 
     """
     check_replaceable_folder(target, where)
     make_parent(target, where)
+    remove_stale_temps(target)
     tmp = temp_sibling(target)
-    backup = temp_sibling(target, ".old")
-    moved_aside = False
     try:
         os.mkdir(tmp)
         write(tmp)
+    except BaseException as exc:
+        remove_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise EveditError(f"{where}: {exc.strerror or exc}.") from exc
+        raise
+    return swap_in_folder(tmp, target, where)
+
+
+def swap_in_folder(tmp: Path, target: Path, where: str) -> Path:
+    """Move the finished folder ``tmp`` to ``target``, replacing an existing frame folder there.
+
+    The old folder is moved aside first and deleted only after the new one is in place; on
+    failure it is restored and ``tmp`` is removed.
+    """
+    backup = temp_sibling(target, ".old")
+    moved_aside = False
+    try:
         if target.exists():
             os.replace(target, backup)
             moved_aside = True
@@ -216,6 +228,30 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None], where: 
     if moved_aside:
         remove_quietly(backup)
     return target
+
+
+def check_output_location(target: Path, where: str) -> None:
+    """Refuse, before any work, an output whose folder cannot be made or written.
+
+    The nearest existing ancestor of ``target`` must be a folder (not a file) the process can
+    write in: checked with ``os.access`` and then by creating and deleting a temporary sibling
+    (which also catches read-only file systems, where ``os.access`` may not tell).
+    """
+    parent = target.parent if str(target.parent) else Path(".")
+    folder = parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EveditError(f"{where}: {quoted(folder)} is a file, not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EveditError(f"{where}: the folder {quoted(folder)} is not writable.")
+    probe = temp_sibling(folder / target.name, ".probe")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise EveditError(f"{where}: the folder {quoted(folder)} is not writable ({reason}).") from exc
+    remove_quietly(probe)
 
 
 def check_input_file(path: Path, where: str) -> None:

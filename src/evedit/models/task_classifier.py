@@ -72,3 +72,17 @@ class TaskClassifier(ModelMixin, ConfigMixin):
             self.train(was_training)
         best = probs.max(dim=-1)
         return [(self.tasks[i], float(p)) for p, i in zip(best.values.tolist(), best.indices.tolist())]
+
+    @torch.no_grad()
+    def rank(self, instruction: str, text_encoder=None) -> list[tuple[str, float]]:
+        """Every ``(task name, probability)`` of one instruction, most likely first."""
+        text_encoder = text_encoder if text_encoder is not None else _default_encoder()
+        was_training = self.training
+        self.eval()
+        try:
+            pooled = text_encoder.encode_pooled([instruction]).to(self.device)
+            probs = F.softmax(self(pooled).float(), dim=-1)[0]
+        finally:
+            self.train(was_training)
+        order = torch.argsort(probs, descending=True).tolist()
+        return [(self.tasks[i], float(probs[i])) for i in order]

@@ -2,20 +2,25 @@
 
 A checkpoint is the folder ``out/checkpoints/step_XXXXXX/``::
 
-    trainable.safetensors      weights of the trained modules, keyed "<module name>.<param>"
+    trainable.safetensors      weights of the trained modules, keyed "<module name>.<param>" (a
+                               stage that trains a few parameters of a large module, FDD's LoRA,
+                               stores just those parameters under the same keys)
     ema.safetensors            EMA shadow weights under the same keys (when EMA is on)
     optimizer.safetensors/json optimizer state: tensors flattened, structure + scalars in JSON
+                               (``optimizer_<turn>.*`` per turn for a stage with several optimizers)
     scaler.json                fp16 GradScaler state (fp16 only)
     rng_<rank>.safetensors/json every RNG of process <rank> (python, numpy, torch, cuda)
-    state.json                 step, samples seen (the data position), EMA scalars, seed
+    state.json                 step, samples seen (the data position), EMA scalars, seed, format
     config.yaml                the resolved config
+    manifest.json              size and sha256 of every file above, written last (resume verifies it)
 
 accelerate's ``save_state`` would pickle the optimizer (``optimizer.bin``) and the RNG states
 (``random_states_0.pkl``), which the project's rule against pickles forbids, so the state is
 flattened here instead: :func:`save_tree` turns any nest of dicts/lists/tuples/tensors/scalars
 into one safetensors file (the tensors, by path) plus one JSON file (the structure, tensors
 replaced by their key). Folders are written under a temporary name and renamed into place, so a
-crash mid-write never leaves a half checkpoint where resume would find it.
+crash mid-write never leaves a half checkpoint where resume would find it; ``manifest.json`` (sizes
+and sha256 of every file, see :mod:`evedit.training.resume`) is written last, before the rename.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ from ..errors import EveditError
 from ..models.folder import refuse_pickles
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
+FORMAT = 2  # ``state.json``'s "format": checkpoints of this format always carry a manifest
+
+
+class CheckpointMismatch(EveditError):
+    """An intact checkpoint that does not belong to this run (another stage): no fallback."""
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -147,12 +157,17 @@ def publish(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The step of a ``step_XXXXXX`` folder."""
+    return int(STEP_DIR.match(Path(folder).name).group(1))
+
+
 def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first (temporary folders are ignored)."""
+    """Checkpoint folders under ``root``, oldest first (temporary folders are ignored; whether
+    one is intact is :func:`evedit.training.resume.verify`'s to say)."""
     if not Path(root).is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in Path(root).iterdir()
-             if p.is_dir() and (m := STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    found = [(int(m.group(1)), p) for p in Path(root).iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -161,12 +176,25 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prune_checkpoints(root: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (``keep=0`` keeps all)."""
+def prune_checkpoints(root: Path, keep: int, protect: Path | None = None) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``keep=0`` keeps all) and ``protect``
+    (the newest checkpoint known good, which a NaN stop falls back to)."""
     if keep <= 0:
         return
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if protect is None or old.name != Path(protect).name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def drop_poisoned(root: Path, step: int) -> tuple[Path | None, Path | None]:
+    """After a non-finite loss computed from the weights of ``step``: delete that step's checkpoint
+    (resuming it would hit the same NaN); returns (the deleted folder or None, the newest older one)."""
+    poisoned = step_dir(root, step)
+    removed = poisoned if poisoned.is_dir() else None
+    if removed is not None:
+        shutil.rmtree(removed, ignore_errors=True)
+    older = [p for p in list_checkpoints(root) if checkpoint_step(p) < step]
+    return removed, (older[-1] if older else None)
 
 
 def read_state(folder: Path) -> dict:
@@ -179,39 +207,69 @@ def read_state(folder: Path) -> dict:
 # ---- what a checkpoint restores ----------------------------------------------------------------
 @dataclass
 class TrainState:
-    """The trained modules (by name), their named parameters, the optimizer, EMA and fp16 scaler."""
+    """The trained modules (by name), their named parameters, the optimizer(s), EMA and fp16 scaler."""
 
     modules: dict[str, torch.nn.Module]
     params: list[tuple[str, torch.nn.Parameter]]
-    optimizer: Any
+    optimizer: Any  # one optimizer, or {turn name: optimizer} for a stage with several turns
     ema: Any = None  # diffusers EMAModel over ``params``, or None
     scaler: Any = None  # torch GradScaler (fp16 only), or None
+    params_only: bool = False  # store ``params`` alone, not the whole modules' state dicts
+
+    def _optimizers(self) -> dict[str, Any]:
+        if isinstance(self.optimizer, dict):
+            return {f"optimizer_{name}": opt for name, opt in self.optimizer.items()}
+        return {"optimizer": self.optimizer}
+
+    def _save_weights(self, path: Path) -> None:
+        if self.params_only:
+            save_file({name: p.detach().cpu().contiguous() for name, p in self.params}, str(path))
+        else:
+            save_weights(path, self.modules)
+
+    def _load_weights(self, path: Path, folder: Path) -> None:
+        if not self.params_only:
+            load_weights(path, self.modules)
+            return
+        saved, params = load_file(str(path)), dict(self.params)
+        unknown = sorted(set(saved) - set(params))  # parameters it lacks start fresh (FDD's heads
+        if unknown:  # join a run whose SDS-only part was saved without them)
+            raise CheckpointMismatch(f"Checkpoint '{folder}' does not fit this run's trained parameters "
+                                     f"(e.g. {unknown[0]}).")
+        with torch.no_grad():
+            for name, value in saved.items():
+                params[name].copy_(value)
 
     def save(self, folder: Path, meta: dict, config_text: str) -> None:
         """Write everything but the RNG states into ``folder``; ``state.json`` (``meta``) last."""
-        save_weights(folder / "trainable.safetensors", self.modules)
+        self._save_weights(folder / "trainable.safetensors")
         ema_meta = None
         if self.ema is not None:
             ema_meta = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
             shadows = {name: s.detach().cpu().contiguous() for (name, _), s in zip(self.params, self.ema.shadow_params)}
             save_file(shadows, str(folder / "ema.safetensors"))
-        save_tree(folder, "optimizer", self.optimizer.state_dict())
+        for name, optimizer in self._optimizers().items():
+            save_tree(folder, name, optimizer.state_dict())
         if self.scaler is not None:
             save_tree(folder, "scaler", self.scaler.state_dict())
         (folder / "config.yaml").write_text(config_text, encoding="utf-8")
-        (folder / "state.json").write_text(json.dumps({**meta, "ema": ema_meta}, indent=1), encoding="utf-8")
+        state = {**meta, "ema": ema_meta, "format": FORMAT}
+        (folder / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     def load(self, folder: Path, stage_name: str, device: torch.device | str) -> dict:
         """Restore from ``folder`` (pickles refused); returns its ``state.json``."""
         refuse_pickles(folder)
         meta = read_state(folder)
         if meta.get("stage") != stage_name:
-            raise EveditError(f"Checkpoint '{folder}' is from stage '{meta.get('stage')}', not '{stage_name}'.")
-        load_weights(folder / "trainable.safetensors", self.modules)
+            raise CheckpointMismatch(f"Checkpoint '{folder}' is from stage '{meta.get('stage')}', not '{stage_name}'.")
+        self._load_weights(folder / "trainable.safetensors", folder)
         if self.ema is not None and meta.get("ema") and (folder / "ema.safetensors").is_file():
             shadows = load_file(str(folder / "ema.safetensors"), device=str(device))
             self.ema.load_state_dict({**meta["ema"], "shadow_params": [shadows[n] for n, _ in self.params]})
-        self.optimizer.load_state_dict(load_tree(folder, "optimizer"))  # torch moves it to the params
+        for name, optimizer in self._optimizers().items():
+            if isinstance(self.optimizer, dict) and not (folder / f"{name}.json").is_file():
+                continue  # a turn the saved run did not have (FDD's critic in an SDS-only run)
+            optimizer.load_state_dict(load_tree(folder, name))  # torch moves it to the params
         if self.scaler is not None and (folder / "scaler.json").is_file():
             self.scaler.load_state_dict(load_tree(folder, "scaler"))
         return meta

@@ -1,23 +1,32 @@
-"""The one training loop, on accelerate, shared by every stage.
+"""The one training loop, on accelerate, shared by every stage and by FDD (``evedit align``).
 
 A stage (:class:`~evedit.training.stage.Stage`) owns its parts, data and loss; the loop owns the
 rest: placement and precision (accelerate), freezing by module identity, AdamW over exactly the
 parameters of ``stage.trainable_modules()``, gradient accumulation and clipping, EMA, logging
-(progress bar, TensorBoard, ``metrics.jsonl``), samples, evaluation, checkpoints and exact resume,
-Ctrl-C and NaN handling, and the final export. One step of the loop is a sequence of named steps::
+(progress bar, TensorBoard, ``metrics.jsonl``), samples, evaluation, checkpoints and exact resume
+(:mod:`evedit.training.loop_checkpoints`: verified, with fallback past damaged ones), Ctrl-C, SIGTERM
+and NaN handling, and the final export. A stage with several objectives gives its own turns instead
+(:mod:`evedit.training.turns`; FDD: the generator's, then the critic's, each with its optimizer).
+One step of the loop is a sequence of named steps::
 
-    train_step      grad_accum x micro_step (loss, backward), then optimizer_step
+    train_step      per active turn: grad_accum x micro_step (loss, backward), then optimizer_step
     after_step      log_step, sample, evaluate, save_checkpoint at their intervals
 
 Randomness: the generator handed to ``stage.loss`` is a CPU generator seeded by (seed, step,
-micro-batch, rank), and the data order is a function of (seed, samples seen) (see
-:mod:`evedit.training.data`), so a resumed run draws exactly what an uninterrupted one would.
-Evaluation and sampling restore every RNG afterwards, so they do not change the training draws.
+slot), and the data order is a function of (seed, samples seen) (see :mod:`evedit.training.data`),
+so a resumed run draws exactly what an uninterrupted one would. Evaluation and sampling restore
+every RNG afterwards, so they do not change the training draws.
 
-Multi-process (``torchrun``/``accelerate launch --multi_gpu``): stages call their own modules, so
-the loop does not wrap them in DDP; it averages the gradients itself at each optimizer step.
-On CPU the Accelerator is created with ``cpu=True``, without which torchrun processes silently
-train unsynchronised (dependency probe).
+Multi-process (``accelerate launch``, :mod:`evedit.training.distributed`): within one step, the
+micro-batch ``k`` of process ``r`` is global slot ``k * processes + r``; its items are the stream's
+positions of that slot and its noise is seeded by the slot, so N processes x ``grad_accum`` A
+train on exactly the items and noise of one process x ``grad_accum`` N*A (same global batch), and
+a checkpoint resumes under any process count. Stages call their own modules, so the loop does not
+wrap them in DDP; it averages the gradients itself (one all-reduce) before clipping, so clipping,
+the optimizer and EMA see the same synchronised gradients on every process. Logged train figures
+are means over processes; only the main process writes files (checkpoints, with every process's RNG
+states gathered to it; samples; metrics; TensorBoard; the export). On CPU the Accelerator is
+created with ``cpu=True``, without which torchrun processes silently train unsynchronised.
 """
 
 from __future__ import annotations
@@ -37,31 +46,29 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..errors import EveditError
-from .checkpoint import (
-    TrainState, latest_checkpoint, load_tree, prune_checkpoints, publish, rng_state,
-    save_tree, set_rng_state, step_dir, temp_dir,
-)
+from .checkpoint import TrainState, publish, rng_state, set_rng_state
 from .config import TrainConfig, config_dict, config_yaml, hparams
 from .data import StepSampler, stream_seed
-from .signals import ignore_sigint, sigint_to_flag
+from .distributed import (
+    any_process, average_gradients, broadcast_parameters, count_machines, describe, refuse_sharding,
+)
+from .loop_checkpoints import Checkpointing, NonFiniteLoss
+from .signals import ignore_sigint, raise_stop, sigint_to_flag
+from .turns import Turn
 
 
-class NonFiniteLoss(EveditError):
-    """The loss (or gradient norm) became NaN or infinite."""
-
-
-class Trainer:
+class Trainer(Checkpointing):
     """Runs one stage under one :class:`TrainConfig`; ``fit()`` returns the export folder."""
 
-    def __init__(self, stage, cfg: TrainConfig, resolved: dict | None = None):
-        self.stage, self.cfg = stage, cfg
+    def __init__(self, stage, cfg: TrainConfig, resolved: dict | None = None, progress: bool = True):
+        self.stage, self.cfg, self.progress = stage, cfg, progress
         self.resolved = resolved or config_dict(stage.name, cfg, getattr(stage, "config", {}))
         self.out = Path(cfg.out)
         self.ckpt_root = self.out / "checkpoints"
         self.step, self.samples_seen, self.start_step = 0, 0, 0
         self.stop_requested, self.ready, self.updating = False, False, False
-        self.last_good: Path | None = None
+        self.last_saved: Path | None = None  # newest checkpoint written or loaded
+        self.last_good: Path | None = None  # newest checkpoint whose weights gave a finite loss
         self.last_eval: tuple[int, dict] | None = None
         self.train_time, self.first_step_end = 0.0, None
         self.bar_note = ""
@@ -69,42 +76,60 @@ class Trainer:
     # ---- setup ---------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
         cfg = self.cfg
-        self.last_good = self._check_out_dir(resume)
         cuda = torch.cuda.is_available()
         self.accelerator = acc = Accelerator(
             cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no",
             gradient_accumulation_steps=cfg.grad_accum, log_with="tensorboard", project_dir=str(self.out),
         )
-        self.trainable = self._freeze(self.stage.modules())
-        unique = {id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
-                  for key, p in m.named_parameters()}  # a module listed twice is trained once
-        self.params = list(unique.values())
-        optimizer = torch.optim.AdamW([p for _, p in self.params], lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.optimizer = acc.prepare(optimizer)
-        self.ema = EMAModel([p for _, p in self.params], decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.state = TrainState(self.trainable, self.params, self.optimizer, self.ema, acc.scaler)
+        refuse_sharding(acc)
+        self._check_out_dir(resume)
+        acc.wait_for_everyone()  # no process may see the initial checkpoint as an earlier run's
+        self.machines = count_machines(acc)
+        self.turns = self._turns()
+        for turn in self.turns:
+            turn.optimizer = acc.prepare(turn.optimizer)
+        self.params = list({id(p): (n, p) for t in self.turns for n, p in t.params}.values())
+        broadcast_parameters(acc, [p for _, p in self.params])  # every process starts from rank 0's
+        own = hasattr(self.stage, "turns")  # a stage's own turns: files named by turn, parameters only
+        self.ema = None if own else self.turns[0].ema
+        optimizers = {t.name: t.optimizer for t in self.turns} if own else self.turns[0].optimizer
+        self.state = TrainState(self.trainable, self.params, optimizers, self.ema, acc.scaler, params_only=own)
         self.train_data = self.stage.dataset("train")
-        saved_rng = self.load_checkpoint(self.last_good) if resume else None
+        saved_rng = self.resume_newest() if resume else None
         self.data = self._batches()
         if saved_rng is not None:  # last, so building the loader cannot shift the restored streams
             set_rng_state(saved_rng)
         acc.init_trackers("tensorboard", config=hparams(self.resolved))
         self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.stage.name, unit="step",
-                        disable=not acc.is_local_main_process, dynamic_ncols=True)
-        if self.bar_note and acc.is_main_process:
-            self.bar.write(self.bar_note, file=sys.stderr)
+                        disable=not (self.progress and acc.is_local_main_process), dynamic_ncols=True)
+        if acc.is_main_process:
+            self.bar.write(f"{self.stage.name}: {describe(acc, self.machines, self.global_batch())}",
+                           file=sys.stderr)
+            if self.bar_note:
+                self.bar.write(self.bar_note, file=sys.stderr)
         self.ready = True
 
-    def _check_out_dir(self, resume: bool) -> Path | None:
-        latest = latest_checkpoint(self.ckpt_root)
-        if resume and latest is None:
-            raise EveditError(f"Nothing to resume: '{self.ckpt_root}' holds no checkpoint.")
-        if not resume and latest is not None:
-            raise EveditError(
-                f"'{self.out}' already holds checkpoints of an earlier run; pass --resume to "
-                "continue it or choose another --out."
-            )
-        return latest
+    def global_batch(self) -> str:
+        """``batch_size x grad_accum x processes = items per optimizer step`` (as text)."""
+        cfg, n = self.cfg, self.accelerator.num_processes
+        return f"{cfg.batch_size} x {cfg.grad_accum} x {n} = {cfg.batch_size * cfg.grad_accum * n}"
+
+    def _turns(self) -> list[Turn]:
+        """The stage's own turns, or one ``train`` turn over its trainable modules (AdamW, EMA)."""
+        if hasattr(self.stage, "turns"):  # the stage sets requires_grad and builds its optimizers
+            for module in self.stage.modules().values():
+                module.to(self.accelerator.device)
+            self.trainable = {}
+            return self.stage.turns()
+        cfg = self.cfg
+        self.trainable = self._freeze(self.stage.modules())
+        unique = {id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
+                  for key, p in m.named_parameters()}  # a module listed twice is trained once
+        params = list(unique.values())
+        optimizer = torch.optim.AdamW([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ema = EMAModel([p for _, p in params], decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+        return [Turn("train", params, optimizer, lambda batch, gen, _step: self.stage.loss(batch, gen),
+                     self._lr, clip=cfg.clip_grad, ema=ema)]
 
     def _freeze(self, modules: dict) -> dict[str, torch.nn.Module]:
         """Place every module; freeze them all, then unfreeze exactly the trainable ones (by identity)."""
@@ -119,8 +144,12 @@ class Trainer:
 
     def _batches(self):
         acc, cfg = self.accelerator, self.cfg
-        sampler = StepSampler(len(self.train_data), cfg.batch_size, cfg.seed, start=self.samples_seen,
-                              rank=acc.process_index, world=acc.num_processes)
+        if hasattr(self.stage, "batch_sampler"):
+            sampler = self.stage.batch_sampler(self.step, acc.process_index, acc.num_processes,
+                                               cfg.grad_accum, cfg.batch_size)
+        else:
+            sampler = StepSampler(len(self.train_data), cfg.batch_size, cfg.seed, start=self.samples_seen,
+                                  rank=acc.process_index, world=acc.num_processes)
         loader = DataLoader(
             self.train_data, batch_sampler=sampler, num_workers=cfg.num_workers,
             worker_init_fn=ignore_sigint if cfg.num_workers else None,
@@ -129,51 +158,62 @@ class Trainer:
         return iter(loader)
 
     # ---- one step ------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        """``grad_accum`` micro-batches, then one optimizer step; returns the logged figures."""
-        acc, cfg = self.accelerator, self.cfg
-        sums: dict[str, torch.Tensor] = {}
-        finite, grad_norm = True, float("nan")
-        for k in range(cfg.grad_accum):
-            batch = send_to_device(next(self.data), acc.device)
-            generator = torch.Generator().manual_seed(stream_seed(cfg.seed, 2, self.step, k, acc.process_index))
-            with acc.accumulate(*self.trainable.values()):
-                terms = self.micro_step(batch, generator)
-                finite &= bool(torch.isfinite(terms["loss"]))
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value / cfg.grad_accum
-                if acc.sync_gradients:
-                    grad_norm = self.optimizer_step(finite, sums["loss"])
+    def train_step(self) -> dict:
+        """Each active turn over the ``grad_accum`` micro-batches, then its optimizer step."""
+        acc, cfg, stage = self.accelerator, self.cfg, self.stage
+        slots = [k * acc.num_processes + acc.process_index for k in range(cfg.grad_accum)]
+        batches = [send_to_device(next(self.data), acc.device) for _ in slots]  # slot order, as sampled
+        if hasattr(stage, "prepare_batch"):
+            batches = [stage.prepare_batch(batch, self.step) for batch in batches]
+        seed = getattr(stage, "noise_seed", lambda s, step, slot: stream_seed(s, 2, step, slot, 0))
+        generators = [torch.Generator().manual_seed(seed(cfg.seed, self.step, slot)) for slot in slots]
+        figures: dict = {"terms": {}, "extra": {}}
+        for turn in self.turns:
+            if turn.active(self.step):
+                self.turn_step(turn, batches, generators, figures)
         self.samples_seen += cfg.batch_size * cfg.grad_accum * acc.num_processes
         self.step += 1
         self.updating = False
-        return {"terms": sums, "grad_norm": grad_norm, "lr": self._lr(self.step - 1)}
+        return figures
 
-    def micro_step(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def turn_step(self, turn: Turn, batches: list, generators: list, figures: dict) -> None:
+        turn.optimizer.zero_grad(set_to_none=True)  # e.g. the critic's heads after the generator's turn
+        sums: dict[str, torch.Tensor] = {}
+        for batch, generator in zip(batches, generators):
+            for key, value in self.micro_step(turn, batch, generator).items():
+                sums[key] = sums.get(key, 0.0) + value / self.cfg.grad_accum
+        figures["terms"].update(sums)
+        figures["extra"][turn.norm_key] = self.optimizer_step(turn, sums[turn.total])
+        if turn.lr_key:
+            figures["extra"][turn.lr_key] = turn.lr(self.step)
+
+    def micro_step(self, turn: Turn, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         with self.accelerator.autocast():
-            terms = self.stage.loss(batch, generator)
-        if "loss" not in terms:
-            raise ValueError(f"stage '{self.stage.name}' returned no 'loss' term (got {sorted(terms)})")
-        self.accelerator.backward(terms["loss"])
-        return {key: value.detach().float() for key, value in terms.items()}
+            terms = turn.loss(batch, generator, self.step)
+        if turn.total not in terms:
+            raise ValueError(f"stage '{self.stage.name}' returned no '{turn.total}' term (got {sorted(terms)})")
+        self.accelerator.backward(terms[turn.total])
+        return {key: torch.as_tensor(value).detach().float() for key, value in terms.items()}
 
-    def optimizer_step(self, finite: bool, loss: torch.Tensor) -> float:
+    def optimizer_step(self, turn: Turn, loss: torch.Tensor) -> float:
         """Check, average across processes, clip, step, EMA; weights stay untouched on NaN."""
-        acc, params = self.accelerator, [p for _, p in self.params]
-        if self._any(not finite):
-            self._non_finite(f"loss became {float(loss):.4g}")
-        self._average_gradients()
-        max_norm = self.cfg.clip_grad if self.cfg.clip_grad > 0 else float("inf")
-        norm = float(acc.clip_grad_norm_(params, max_norm))
+        acc, params = self.accelerator, [p for _, p in turn.params]
+        if self._any(not bool(torch.isfinite(loss))):
+            self._non_finite(f"{turn.total} became {float(loss):.4g}", self.step, self.step + 1)
+        average_gradients(acc, params)
+        if acc.scaler is not None:
+            acc.unscale_gradients(turn.optimizer)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, turn.clip if turn.clip > 0 else float("inf")))
         if acc.scaler is None and self._any(not math.isfinite(norm)):  # fp16's scaler skips such steps
-            self._non_finite(f"gradient norm became {norm:.4g}")
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(self.step)
+            self._non_finite(f"gradient norm became {norm:.4g}", self.step, self.step + 1)
+        self.confirm_checkpoint()  # the weights of self.step gave a finite loss
+        for group in turn.optimizer.param_groups:
+            group["lr"] = turn.lr(self.step)
         self.updating = True  # until the step counter catches up: no consistent state to save
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.step(params)
+        turn.optimizer.step()
+        turn.optimizer.zero_grad(set_to_none=True)
+        if turn.ema is not None:
+            turn.ema.step(params)
         return norm
 
     def _lr(self, step: int) -> float:
@@ -183,28 +223,7 @@ class Trainer:
 
     def _any(self, flag: bool) -> bool:
         """True when ``flag`` holds on any process (every process takes the same branch)."""
-        acc = self.accelerator
-        if acc.num_processes == 1:
-            return flag
-        return bool(acc.reduce(torch.tensor([float(flag)], device=acc.device), "sum") > 0)
-
-    def _average_gradients(self) -> None:
-        acc = self.accelerator
-        if acc.num_processes == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p in self.params]
-        flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), "mean")  # (total params,)
-        offset = 0
-        for (_, p), g in zip(self.params, grads):
-            p.grad = flat[offset: offset + g.numel()].view_as(p).clone()
-            offset += g.numel()
-
-    def _non_finite(self, what: str) -> None:
-        kept = f"the last good checkpoint '{self.last_good}' is kept" if self.last_good else "no checkpoint was written yet"
-        raise NonFiniteLoss(
-            f"The {what} at step {self.step + 1}, so training stopped and {kept} "
-            "(lower lr or set clip_grad, then continue with --resume)."
-        )
+        return any_process(self.accelerator, flag)
 
     # ---- after a step --------------------------------------------------------------------------
     def after_step(self, figures: dict) -> None:
@@ -219,15 +238,15 @@ class Trainer:
 
     def log_step(self, figures: dict) -> None:
         acc, cfg = self.accelerator, self.cfg
-        loss = float(figures["terms"]["loss"])
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        total = self.turns[0].total
+        self.bar.set_postfix({total: f"{float(figures['terms'][total]):.4f}"}, refresh=False)
         self.bar.update(1)
         if not cfg.log_every or self.step % cfg.log_every:
             return
         keys = sorted(figures["terms"])
         means = acc.reduce(torch.stack([figures["terms"][k] for k in keys]).to(acc.device), "mean")
         record = {k: float(v) for k, v in zip(keys, means)}
-        record.update(lr=figures["lr"], grad_norm=figures["grad_norm"])
+        record.update(figures["extra"])
         acc.log({f"train/{k}": v for k, v in record.items()}, step=self.step)
         self._append_metrics({"step": self.step, "split": "train", **record})
 
@@ -268,6 +287,7 @@ class Trainer:
         if acc.is_main_process:
             with self._ema_weights(), acc.autocast():
                 metrics = {k: float(v) for k, v in self.stage.evaluate().items()}
+        if acc.is_main_process and metrics:  # a stage without evaluation (FDD) logs nothing
             acc.log({f"val/{k}": v for k, v in metrics.items()}, step=self.step)
             self._append_metrics({"step": self.step, "split": "val", **metrics})
             self.bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
@@ -275,38 +295,6 @@ class Trainer:
         acc.wait_for_everyone()
         self.last_eval = (self.step, metrics)
         return metrics
-
-    # ---- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step_XXXXXX`` atomically (temporary folder, then rename)."""
-        acc = self.accelerator
-        tmp, final = temp_dir(self.ckpt_root, self.step), step_dir(self.ckpt_root, self.step)
-        if acc.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        save_tree(tmp, f"rng_{acc.process_index}", rng_state())
-        if acc.is_main_process:
-            meta = {"stage": self.stage.name, "step": self.step, "samples_seen": self.samples_seen,
-                    "seed": self.cfg.seed}
-            self.state.save(tmp, meta, config_yaml(self.resolved))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            publish(tmp, final)
-            prune_checkpoints(self.ckpt_root, self.cfg.keep_checkpoints)
-        acc.wait_for_everyone()
-        self.last_good = final
-        return final
-
-    def load_checkpoint(self, folder: Path) -> dict:
-        """Restore weights, EMA, optimizer, scaler and position; returns the RNG state to apply last."""
-        meta = self.state.load(folder, self.stage.name, self.accelerator.device)
-        self.step = self.start_step = int(meta["step"])
-        self.samples_seen = int(meta["samples_seen"])
-        self.bar_note = f"Resuming from '{folder}' (step {self.step})."
-        rank = self.accelerator.process_index
-        return load_tree(folder, f"rng_{rank}" if (folder / f"rng_{rank}.json").is_file() else "rng_0")
 
     # ---- the run -------------------------------------------------------------------------------
     def out_of_time(self) -> bool:
@@ -330,32 +318,21 @@ class Trainer:
         self.setup(resume)
         try:
             with sigint_to_flag(self):
+                if not resume:  # the initial weights: what a NaN at the first steps falls back to
+                    self.save_checkpoint()
                 self.run_steps()
             return self.finish(time.perf_counter() - began)
         except KeyboardInterrupt:
             self._save_on_interrupt()
-            raise
+            raise_stop(self)  # SIGTERM: Terminated (exit 143), Ctrl-C: KeyboardInterrupt (130)
         finally:
             self.close()
-
-    def _save_on_interrupt(self) -> None:
-        if not self.ready:
-            return
-        if self.updating:  # a second Ctrl-C inside a weight update: weights and step disagree
-            self.bar.write(f"Stopped during a weight update; the last checkpoint is '{self.last_good}'.",
-                           file=sys.stderr)
-            return
-        if self.last_good is None or self.last_good != step_dir(self.ckpt_root, self.step):
-            self.save_checkpoint()
-        if self.accelerator.is_main_process:
-            self.bar.write(f"Training stopped at step {self.step}; checkpoint saved to '{self.last_good}'; "
-                           "continue with --resume.", file=sys.stderr)
 
     def finish(self, wall: float) -> Path:
         """Final evaluation, then the export (EMA weights) with the config and a run summary."""
         metrics = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else self.evaluate()
         summary = self.summary(wall, metrics)
-        folder, acc = self.out / "export", self.accelerator
+        folder, acc = self.out / getattr(self.stage, "export_name", "export"), self.accelerator
         if acc.is_main_process:
             tmp = self.out / ".tmp-export"
             if tmp.exists():
@@ -366,6 +343,8 @@ class Trainer:
             (tmp / "config.yaml").write_text(config_yaml(self.resolved), encoding="utf-8")
             (tmp / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
             publish(tmp, folder)
+            if hasattr(self.stage, "after_export"):
+                self.stage.after_export(self.out, summary)
         acc.wait_for_everyone()
         return folder
 
@@ -379,7 +358,8 @@ class Trainer:
             "stage": self.stage.name, "steps": self.step, "steps_this_run": done,
             "wall_time_s": round(wall, 3), "train_time_s": round(self.train_time, 3),
             "steps_per_s": steady, "samples_seen": self.samples_seen,
-            "num_processes": self.accelerator.num_processes, "final_eval": metrics,
+            "num_processes": self.accelerator.num_processes, "num_machines": self.machines,
+            "global_batch": self.global_batch(), "final_eval": metrics,
         }
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """Factorized Diffusion Distillation (EVE section 3): align the adapters by training a LoRA."""
 
 from .config import ABLATIONS, FDDConfig
-from .loop import Aligner, align
+from .stage import FDDStage, align
 
-__all__ = ["ABLATIONS", "FDDConfig", "Aligner", "align"]
+__all__ = ["ABLATIONS", "FDDConfig", "FDDStage", "align"]

@@ -20,7 +20,9 @@ class FDDConfig:
     # --- schedule of training (paper: 1000 SDS-only + 500 SDS+adversarial) ---
     steps_sds: int = 1000
     steps_adv: int = 500
-    batch_size: int = 2  # clips per step (paper: 64 on GPUs)
+    batch_size: int = 2  # clips per micro-batch and process (paper: 64 on GPUs)
+    grad_accum: int = 1  # micro-batches per step: the global batch is batch_size x grad_accum x processes
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" on GPUs (CPU runs are fp32)
     lr: float = 1e-5  # LoRA learning rate (paper: 1e-5, fixed, no warm-up)
     disc_lr: float = 1e-4  # discriminator heads (not given; ADD-like)
     lora_rank: int = 8  # not given by the paper

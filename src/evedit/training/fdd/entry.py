@@ -39,8 +39,13 @@ def with_overrides(cfg: FDDConfig, *, model=None, ablation=None, max_steps=None,
 
 def run_alignment(config: str | Path | None, *, model=None, ablation=None, max_steps=None,
                   out=None, resume: bool = False, progress: bool = True) -> Path:
-    from .loop import align
+    from accelerate.utils import set_seed
+
+    from ..distributed import relaunch_cpu_processes
+    from .stage import align
 
     cfg = with_overrides(load_fdd_config(config), model=model, ablation=ablation,
                          max_steps=max_steps, out=out)
+    relaunch_cpu_processes()  # `accelerate launch --cpu --num_processes N` without MPI: start the N
+    set_seed(cfg.seed)  # the new heads and LoRA start the same on every process and every run
     return align(cfg, resume=resume, progress=progress)

@@ -1,15 +1,8 @@
-"""``evedit align``: Factorized Diffusion Distillation over a pretrained EVE model.
-
-The loop is a sequence of named steps per iteration: ``load_batch`` -> ``generator_step`` ->
-``critic_step`` (adversarial phase only) -> ``after_step`` (log, samples, checkpoint). Every random
-draw of iteration ``s`` comes from a generator seeded by (seed, s), and the teacher bank is a pure
-function of (seed, item, slot), so ``--resume`` continues exactly.
-"""
+"""What FDD trains and on which items: the student (LoRA, or random-init's parts), the
+discriminator heads, the alignment data and its order (:func:`batch_indices`, a pure function of
+(seed, step), so ``--resume`` continues exactly)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +13,9 @@ from ...models.discriminators import BackboneFeatures, EditDiscriminator, VideoD
 from ...models.edit_adapter import controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ...models.video_adapter import motion_adapter_of, new_motion_adapter
-from ..checkpoint import load_tree, prune_checkpoints, publish, save_tree, step_dir, temp_dir
 from ..data import stream_seed
 from .config import FDDConfig
-from .steps import FDDState
+from .loss import FDDState
 
 
 def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Parameter]]:
@@ -53,16 +45,15 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     params = student.add_alignment_lora(cfg.lora_rank)
     for p in extra:
         p.requires_grad_(True)
-    g_opt = torch.optim.AdamW(params + extra, lr=cfg.lr, weight_decay=0.0)
-    d_edit = d_video = d_opt = None
+    d_edit = d_video = None
+    heads: list[torch.nn.Parameter] = []
     if cfg.steps_adv > 0:
         features = BackboneFeatures(teacher.unet, tuple(cfg.disc_levels))
         dim = teacher.text_encoder.hidden_size
         d_edit = EditDiscriminator(features, dim, cfg.disc_dim)
         d_video = VideoDiscriminator(features, teacher.text_encoder.pooled_size, cfg.disc_dim)
         heads = [*d_edit.head_parameters(), *d_video.head_parameters()]
-        d_opt = torch.optim.AdamW(heads, lr=cfg.disc_lr, betas=(0.0, 0.99), weight_decay=0.0)
-    return FDDState(cfg, teacher, student, d_edit, d_video, g_opt, d_opt, torch.Generator())
+    return FDDState(cfg, teacher, student, d_edit, d_video, params + extra, heads, torch.Generator())
 
 
 def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
@@ -90,12 +81,14 @@ def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
     raise EveditError(f"Unknown alignment data kind {kind!r}; use 'shapeworld', 'jsonl' or 'store'.")
 
 
-def batch_indices(cfg: FDDConfig, step: int, n: int) -> list[int]:
-    """The items of iteration ``step``: a seeded permutation per epoch (pure, so resumable)."""
-    per_epoch = max(1, n // cfg.batch_size)
+def batch_indices(cfg: FDDConfig, step: int, n: int, batch: int | None = None) -> list[int]:
+    """The ``batch`` (default ``cfg.batch_size``) items of iteration ``step``: a seeded permutation
+    per epoch (pure, so resumable)."""
+    batch = batch or cfg.batch_size
+    per_epoch = max(1, n // batch)
     epoch, pos = divmod(step, per_epoch)
     perm = np.random.default_rng(stream_seed(cfg.seed, 7, epoch)).permutation(n)
-    return [int(i) for i in perm[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]]
+    return [int(i) for i in perm[pos * batch:(pos + 1) * batch]]
 
 
 def trained_modules(state: FDDState) -> dict[str, torch.nn.Module]:
@@ -106,46 +99,6 @@ def trained_modules(state: FDDState) -> dict[str, torch.nn.Module]:
     if state.d_edit is not None:
         mods.update(d_edit=state.d_edit.heads, d_video=state.d_video.heads)
     return mods
-
-
-def save_checkpoint(state: FDDState, out: Path, step: int) -> Path:
-    root = out / "checkpoints"
-    tmp = temp_dir(root, step)
-    tmp.mkdir(parents=True, exist_ok=True)
-    modules = trained_modules(state)
-    trainable = {id(p) for g in state.g_opt.param_groups for p in g["params"]}
-    if state.d_opt is not None:
-        trainable |= {id(p) for g in state.d_opt.param_groups for p in g["params"]}
-    weights = {f"{name}.{k}": p for name, m in modules.items() for k, p in m.named_parameters()
-               if id(p) in trainable}
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "trained.safetensors"))
-    save_tree(tmp, "g_opt", state.g_opt.state_dict())
-    if state.d_opt is not None:
-        save_tree(tmp, "d_opt", state.d_opt.state_dict())
-    (tmp / "state.json").write_text(json.dumps({"step": step, "config": _cfg_dict(state.cfg)}, indent=2))
-    final = step_dir(root, step)
-    publish(tmp, final)
-    prune_checkpoints(root, keep=2)
-    return final
-
-
-def load_checkpoint(state: FDDState, folder: Path) -> int:
-    from safetensors.torch import load_file
-
-    saved = load_file(str(folder / "trained.safetensors"))
-    params = {f"{name}.{k}": p for name, m in trained_modules(state).items() for k, p in m.named_parameters()}
-    missing = [k for k in saved if k not in params]
-    if missing:
-        raise EveditError(f"Checkpoint '{folder}' does not fit this alignment setup (e.g. {missing[0]}).")
-    with torch.no_grad():
-        for key, value in saved.items():
-            params[key].copy_(value)
-    state.g_opt.load_state_dict(load_tree(folder, "g_opt"))
-    if state.d_opt is not None and (folder / "d_opt.json").is_file():
-        state.d_opt.load_state_dict(load_tree(folder, "d_opt"))  # absent: saved in the SDS-only phase
-    return int(json.loads((folder / "state.json").read_text())["step"])
 
 
 def _cfg_dict(cfg: FDDConfig) -> dict:

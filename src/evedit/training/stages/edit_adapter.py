@@ -49,7 +49,7 @@ class EditAdapterConfig:
     eval_items: int = 16  # validation images edited per evaluation
     eval_steps: int = 20  # DDIM steps for evaluation edits (the quality report uses 50)
     image_scale: float = FDDConfig.edit_image_scale  # ip2p guidance at evaluation: the teacher's own
-    text_scale: float = FDDConfig.edit_text_scale  # (text 3.0 before stop 12)
+    text_scale: float = FDDConfig.edit_text_scale  # (text 3.0 in earlier builds)
     train_length: int = 100_000
     seed: int = 0
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone

@@ -1,4 +1,5 @@
-"""The FDD iteration as named steps: rollout, SDS terms, ``generator_step``, ``critic_step``.
+"""The FDD objective: the student's rollout, the SDS and adversarial terms, and the two losses the
+training loop's turns step on, :func:`generator_loss` then :func:`critic_loss`.
 
 Generator (only the LoRA trains, EVE section 3.1):
     L_G = alpha (L_G-Edit + lam L_SDS-Edit) + beta (L_G-Video + lam L_SDS-Video)
@@ -6,7 +7,8 @@ Critic (only the discriminator heads train):
     L_D = alpha L_D-Edit + beta L_D-Video
 The adversarial terms join after ``steps_sds`` SDS-only iterations (the paper's curriculum); the
 critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
-Weights are applied here and nowhere else; the loss functions are pure.
+Weights are applied here and nowhere else; :mod:`evedit.losses` holds the pure loss functions, and
+every random draw here comes from ``state.generator`` (the loop's generator of the micro-batch).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ class FDDState:
     student: EVEModel  # holds the LoRA (the same object as ``teacher`` except for random-init)
     d_edit: torch.nn.Module | None
     d_video: torch.nn.Module | None
-    g_opt: torch.optim.Optimizer
-    d_opt: torch.optim.Optimizer | None
-    generator: torch.Generator  # CPU generator for every random draw of the iteration
+    g_params: list[torch.nn.Parameter]  # what the generator's turn trains: the LoRA (+ random-init's parts)
+    d_params: list[torch.nn.Parameter]  # what the critic's turn trains: the discriminator heads
+    generator: torch.Generator  # CPU generator for every random draw of the micro-batch
 
 
 def rollout_timesteps(cfg: FDDConfig, generator: torch.Generator, T: int = 1000) -> list[int]:
@@ -119,15 +121,16 @@ def critic_phase(state: FDDState, step: int) -> bool:
     Warm-up is this project's choice (the paper gives no discriminator schedule): without it the
     heads start from scratch when the adversarial terms join, and in 200 updates at batch 2 they
     stayed at chance while their generator terms pulled on the LoRA 3 to 8 times harder than SDS.
-    With ``disc_warmup: 400`` (and lr 1e-3) the stop-11 critic separated real from fake before
+    With ``disc_warmup: 400`` (and lr 1e-3) an earlier build's critic separated real from fake before
     the adversarial terms joined (d_total 1.6-1.7 against ~1.9); see the README's ablations.
     """
     start = max(0, state.cfg.steps_sds - state.cfg.disc_warmup)
     return step >= start and state.d_edit is not None
 
 
-def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str, float], torch.Tensor]:
-    """One LoRA update; returns the logged terms and the (detached) student output."""
+def generator_loss(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The student's terms and their weighted sum ``g_total`` (back-propagated into the LoRA), and the
+    (detached) student output the critic's turn scores."""
     cfg = state.cfg
     x0 = student_rollout(state, ab, rollout_timesteps(cfg, state.generator))
     terms = {}
@@ -140,18 +143,14 @@ def generator_step(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str
     zero = x0.new_zeros(())
     total = (cfg.alpha * (terms.get("g_edit", zero) + cfg.lam * terms.get("sds_edit", zero))
              + cfg.beta * (terms.get("g_video", zero) + cfg.lam * terms.get("sds_video", zero)))
-    params = [p for group in state.g_opt.param_groups for p in group["params"]]
-    logs = {k: float(v.detach()) for k, v in terms.items()}
+    out = dict(terms)
     if cfg.term_grads_every and (step + 1) % cfg.term_grads_every == 0:  # a logged step when
         # term_grads_every is a multiple of log_every (the log records iteration step + 1)
-        logs.update(term_grad_norms(terms, params, {"g_edit": cfg.alpha, "g_video": cfg.beta,
-                                                    "sds_edit": cfg.alpha * cfg.lam, "sds_video": cfg.beta * cfg.lam}))
-    state.g_opt.zero_grad(set_to_none=True)
-    total.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
-    state.g_opt.step()
-    logs.update(g_total=float(total.detach()), g_grad_norm=float(grad_norm))
-    return logs, x0.detach()
+        weights = {"g_edit": cfg.alpha, "g_video": cfg.beta, "sds_edit": cfg.alpha * cfg.lam,
+                   "sds_video": cfg.beta * cfg.lam}
+        out.update({k: torch.tensor(v) for k, v in term_grad_norms(terms, state.g_params, weights).items()})
+    out["g_total"] = total
+    return out, x0.detach()
 
 
 def term_grad_norms(terms: dict[str, torch.Tensor], params: list, weights: dict[str, float]) -> dict[str, float]:
@@ -165,8 +164,8 @@ def term_grad_norms(terms: dict[str, torch.Tensor], params: list, weights: dict[
     return out
 
 
-def critic_step(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str, float]:
-    """One update of the discriminator heads: teachers' generations are real, the student's fake."""
+def critic_loss(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The heads' terms and their sum ``d_total``: teachers' generations are real, the student's fake."""
     cfg = state.cfg
     t = _disc_t(state, fake.shape[0], fake.device)
     losses = {}
@@ -179,14 +178,8 @@ def critic_step(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str
     total = losses["d_edit"] + losses["d_video"]
     if cfg.r1_weight > 0:
         total = total + cfg.r1_weight * _r1(state, ab, t)
-    state.d_opt.zero_grad(set_to_none=True)
-    total.backward()
-    params = [p for group in state.d_opt.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
-    state.d_opt.step()
-    logs = {k: float(v.detach()) for k, v in losses.items()}
-    logs.update(d_total=float(total.detach()), d_grad_norm=float(grad_norm))
-    return logs
+    losses["d_total"] = total
+    return losses
 
 
 def _real_and_fake(state: FDDState, ab: AlignBatch, logits_fn, real, fake, t):
