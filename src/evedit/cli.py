@@ -200,8 +200,11 @@ def train_command(
     """
     from .training import run_training
 
+    from .training.distributed import is_main_launch_process
+
     export = run_training(stage, config, max_steps=max_steps, out=out, resume=resume, max_minutes=max_minutes)
-    print(f"export: {export}")
+    if is_main_launch_process():
+        print(f"export: {export}")
 
 
 @data_app.command("build")
@@ -276,11 +279,13 @@ def align_command(
 ) -> None:
     """Align the adapters by Factorized Diffusion Distillation: only a LoRA (and the
     discriminator heads) train; the student learns from the frozen edit and video teachers."""
+    from .training.distributed import is_main_launch_process
     from .training.fdd.entry import run_alignment
 
     folder = run_alignment(config, model=model, ablation=ablation, max_steps=max_steps, out=out,
                            resume=resume, progress=not quiet)
-    print(f"aligned model: {folder}")
+    if is_main_launch_process():
+        print(f"aligned model: {folder}")
 
 
 convert_app = typer.Typer(help="Convert third-party checkpoints to safetensors (never loading pickles otherwise).",

@@ -102,6 +102,12 @@ def relaunch_cpu_processes() -> None:
 
 
 # ---- inside a run ------------------------------------------------------------------------------
+def is_main_launch_process() -> bool:
+    """True in the launcher's rank-0 process, or without a launcher: where the CLI prints its
+    closing line (every process returns the same export path; one line is enough)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def any_process(acc, flag: bool) -> bool:
     """True when ``flag`` holds on any process (so every process takes the same branch)."""
     if acc.num_processes == 1:

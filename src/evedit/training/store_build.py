@@ -85,7 +85,7 @@ def encode_latents(vae, pixels: torch.Tensor, video: bool) -> tuple[torch.Tensor
 
 def encode_shard(kind: str, data: Dataset, start: int, stop: int, vae, text, batch_size: int,
                  bar=None) -> dict[str, torch.Tensor]:
-    """Items ``start..stop-1`` of ``data`` as one shard's tensors (fp16 latents, a text table)."""
+    """Items ``range(start, stop)`` of ``data`` as one shard's tensors (fp16 latents, a text table)."""
     lay, keys = LAYOUTS[kind], SOURCE_KEYS[kind]
     fields: dict[str, list] = {}
     table: dict[str, int] = {"": 0}  # row 0: the null text
