@@ -13,11 +13,12 @@ __all__ = ["EditPipeline", "EditResult", "__version__"]
 
 
 def __getattr__(name: str):
-    """``EditPipeline`` and ``EditResult`` on first use: ``import evedit`` stays free of torch."""
+    """``EditPipeline`` and ``EditResult`` on first use, through :mod:`evedit.editing`'s own lazy
+    names: ``import evedit`` stays free of torch."""
     if name in ("EditPipeline", "EditResult"):
-        from .editing import pipeline
+        from . import editing
 
-        value = getattr(pipeline, name)
+        value = getattr(editing, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
