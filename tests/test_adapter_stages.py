@@ -5,6 +5,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch.utils.data import default_collate
 
+from evedit.errors import EveditError
 from evedit.models.presets import SHAPEWORLD_UNET, SHAPEWORLD_VAE
 from evedit.training.stages.edit_adapter import EditAdapterConfig, EditAdapterStage
 from evedit.training.stages.video_adapter import VideoAdapterConfig, VideoAdapterStage
@@ -76,6 +77,47 @@ def test_edit_adapter_condition_dropout_rates(parts):
     assert abs(both - 0.05) < 0.01
     assert abs((no_text & ~no_image).float().mean() - 0.05) < 0.01
     assert abs((no_image & ~no_text).float().mean() - 0.05) < 0.01
+
+
+@pytest.mark.parametrize("routing", ["paper", "empty"])
+def test_edit_adapter_prompt_routing_sets_the_backbone_text(parts, routing):
+    """``empty``: every backbone text is the empty one, whatever the dropout; the instruction still
+    reaches the ControlNet. ``paper``: the output caption does."""
+    from evedit.world import EditTripletDataset
+
+    stage = EditAdapterStage(EditAdapterConfig(**parts, prompt_routing=routing))
+    data = EditTripletDataset("val", 3)
+    batch = torch.utils.data.default_collate([data[i] for i in range(3)])
+    caption, instruction = stage._prompts(batch, torch.tensor([False, False, True]))
+    null = stage.text([""]).hidden_states
+    assert not torch.allclose(instruction[0], null[0]) and torch.allclose(instruction[2], null[0])
+    assert torch.allclose(caption[0], null[0]) == (routing == "empty")
+    with pytest.raises(EveditError, match="prompt_routing"):
+        EditAdapterStage(EditAdapterConfig(**parts, prompt_routing="caption"))
+
+
+def test_text_at_every_level_starts_equal_and_then_reads_the_instruction(parts):
+    from evedit.models.edit_adapter import text_at_every_level
+
+    stage = EditAdapterStage(EditAdapterConfig(**parts))
+    net = stage.adapter.controlnet
+    for p in net.controlnet_down_blocks.parameters():  # non-zero residuals, as after training
+        torch.nn.init.normal_(p, std=0.1)
+    upgraded = text_at_every_level(net)
+    assert list(upgraded.config.down_block_types) == ["CrossAttnDownBlock2D"] * 3
+    assert text_at_every_level(upgraded) is upgraded
+    x, src = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    t, text, task = torch.tensor([10, 500]), torch.randn(2, 8, 384), torch.tensor([0, 3])
+    a = net(x, t, encoder_hidden_states=text, controlnet_cond=src, class_labels=task, return_dict=False)
+    b = upgraded(x, t, encoder_hidden_states=text, controlnet_cond=src, class_labels=task, return_dict=False)
+    assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(a[0], b[0]))
+    for p in upgraded.down_blocks[0].attentions.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    other = upgraded(x, t, encoder_hidden_states=-text, controlnet_cond=src, class_labels=task, return_dict=False)
+    again = upgraded(x, t, encoder_hidden_states=text, controlnet_cond=src, class_labels=task, return_dict=False)
+    assert not torch.allclose(other[0][1], again[0][1])  # the first block's full-resolution residual reads the text
+    assert EditAdapterStage(EditAdapterConfig(**parts, text_every_level=True)).adapter.controlnet.config.down_block_types[0] \
+        == "CrossAttnDownBlock2D"
 
 
 def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):

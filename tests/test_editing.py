@@ -298,3 +298,23 @@ def test_bundled_demo_clip_is_the_rendered_example():
 
     assert BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file()
     assert np.array_equal(read_video(BUNDLED_CLIP).frames, make_example(7, "color").clip)
+
+
+@pytest.mark.parametrize("routing", ["paper", "empty", "instruction"])
+def test_backbone_text_follows_the_models_prompt_routing(pipe, routing):
+    """No caption: the backbone gets the empty text (paper, empty) or the instruction (ip2p-style);
+    a given caption reaches the backbone unless the routing is ``instruction``."""
+    from dataclasses import replace
+
+    model, spec = pipe.model, pipe.model.spec
+    model.spec = replace(spec, prompt_routing=routing)
+    try:
+        with torch.inference_mode():
+            cap, instr, null = encode_texts(model, INSTRUCTION, None)
+            given, _, _ = encode_texts(model, INSTRUCTION, "a red circle on a plain green background")
+    finally:
+        model.spec = spec
+    if routing == "instruction":
+        assert torch.equal(cap, instr) and torch.equal(given, instr)
+    else:
+        assert torch.equal(cap, null) and not torch.equal(given, null) and not torch.equal(given, instr)

@@ -142,11 +142,14 @@ def test_pipeline_editor_is_lazy_and_adapts_the_pipeline(monkeypatch, items):
     item = items[0]
     out = PipelineEditor("sdedit", "some/model")(item.frames, item.instruction, "style", item.output_caption, 3)
     assert np.array_equal(out, item.frames)
-    assert calls == {"model": "some/model", "editor": "sdedit", "task": "auto", "caption": item.output_caption,
-                     "seed": 3, "progress": False, "steps": None}
+    assert calls == {"model": "some/model", "editor": "sdedit", "task": "auto", "caption": None,
+                     "seed": 3, "progress": False, "steps": None}  # the instruction alone, as a user edits
     editors = resolve_editors(["eve", "pnp"], "some/model", baseline_steps=7)
     editors["pnp"](item.frames, item.instruction, "color", item.output_caption, 0)
     assert calls["steps"] == 7 and calls["task"] == "color" and calls["editor"] == "pnp"
+    resolve_editors(["pnp"], "some/model", with_caption=True)["pnp"](item.frames, item.instruction, "color",
+                                                                        item.output_caption, 0)
+    assert calls["caption"] == item.output_caption
     editors["eve"](item.frames, item.instruction, "color", item.output_caption, 0)
     assert calls["steps"] is None  # EVE keeps its distilled step count
     monkeypatch.setitem(sys.modules, "evedit.editing", None)  # not installed: one sentence, at the first edit

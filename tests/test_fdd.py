@@ -202,3 +202,21 @@ def test_the_shared_loop_keeps_the_fdd_figures(minilm, tmp_path):
         # rel 1e-5: the same figures up to float summation order (thread count and load moved
         # g_edit by 1.1e-6 relative between runs of the same code)
         assert {k: logged[step][k] for k in figures} == pytest.approx(figures, rel=1e-5), step
+
+
+@pytest.mark.parametrize("routing", ["paper", "empty"])
+def test_empty_routing_aligns_on_the_empty_caption(teacher, routing):
+    """``prompt_routing="empty"``: the student and both teachers get the empty text, as an edit from
+    the instruction alone does; ``paper``: the output caption."""
+    from torch.utils.data import default_collate
+
+    from evedit.training.fdd.teachers import encode_batch
+    from evedit.world import AlignmentDataset
+
+    teacher.spec = replace(teacher.spec, prompt_routing=routing)
+    data = AlignmentDataset("val", 2, config=None)
+    ab = encode_batch(teacher, default_collate([data[0], data[1]]))
+    empty = teacher.text_encoder(["", ""])
+    assert torch.allclose(ab.caption, empty.hidden_states) == (routing == "empty")
+    assert torch.allclose(ab.caption_pooled, empty.pooled) == (routing == "empty")
+    assert not torch.allclose(ab.instruction, empty.hidden_states)

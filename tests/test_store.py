@@ -167,6 +167,23 @@ def test_min_snr_weights_follow_the_paper_for_v_prediction():
     assert float(denoising_loss(out, target, torch.tensor([1.0, 0.0]))) == 0.5
 
 
+def test_edit_region_weights_stress_what_the_edit_changes():
+    from evedit.losses import denoising_loss, edit_region_weights
+
+    source = torch.zeros(2, 4, 8, 8)
+    target = source.clone()
+    target[0, :, 2:4, 2:4] = 1.0  # a local edit: 4 of 64 positions
+    target[1] = 0.5  # a global edit: every position
+    w = edit_region_weights(source, target, 4.0)
+    assert w.shape == (2, 1, 8, 8) and torch.allclose(w.flatten(1).mean(1), torch.ones(2))
+    assert float(w[0, 0, 2, 2] / w[0, 0, 0, 0]) == pytest.approx(5.0) and torch.allclose(w[1], torch.ones(1, 8, 8))
+    missed_edit, missed_rest = target.clone(), target.clone()
+    missed_edit[0, :, 2:4, 2:4] = 0.0  # the edit not made: 4 positions wrong
+    missed_rest[0, :, 6:8, 6:8] = 1.0  # 4 unchanged positions wrong by as much
+    assert float(denoising_loss(missed_edit, target)) == float(denoising_loss(missed_rest, target))
+    assert float(denoising_loss(missed_edit, target, w)) == pytest.approx(5 * float(denoising_loss(missed_rest, target, w)))
+
+
 def test_max_minutes_stops_training_and_exports(parts, vae, minilm, tmp_path):
     import json
 

@@ -77,7 +77,7 @@ def edit_command(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Text guidance scale (EVE: none by default, >1 applies CFG)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed; the same seed gives the same frames."),
     task: str = typer.Option("auto", "--task", "-t", help="Edit task label, or auto (the model's task classifier)."),
-    caption: Optional[str] = typer.Option(None, "--caption", help="Caption of the edited video for the backbone (default: the instruction)."),
+    caption: Optional[str] = typer.Option(None, "--caption", help="Caption of the edited video for the backbone (default: none; the model edits from the instruction alone)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Edit only the first N input frames."),
     stride: int = typer.Option(1, "--stride", help="Edit every N-th frame (the output's fps is divided by N)."),
     window: Optional[int] = typer.Option(None, "--window", help="Frames per window (default: the model's, 8)."),
@@ -330,6 +330,8 @@ def eval_command(
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Editing processes, one torch thread each."),
     baseline_steps: Optional[int] = typer.Option(None, "--baseline-steps", min=1,
                                                  help="Sampling steps of pnp / per-frame / sdedit (default: the pipeline's)."),
+    with_caption: bool = typer.Option(False, "--with-caption", help="Also give the editors each item's ground-truth "
+                                      "output caption (default: the instruction alone, as a user edits)."),
     device: Optional[str] = typer.Option(None, "--device", help="Metric models' device (default: cuda if present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -340,7 +342,7 @@ def eval_command(
                        json_path=json_path, model=model, outputs=tuple(outputs or ()), shapeclip=shapeclip,
                        clip=clip, pickscore=pickscore, pickscore_processor=pickscore_processor, viclip=viclip,
                        metrics=_split(metrics), samples=samples, workers=workers, baseline_steps=baseline_steps,
-                       device=device, progress=not quiet)
+                       with_caption=with_caption, device=device, progress=not quiet)
     if ablations is not None:
         from .eval.ablations import run_ablations
 

@@ -104,8 +104,8 @@ def run_demo(out: str | Path, seed: int = BUNDLED_SEED, task: str = BUNDLED_TASK
              model: str = "shapeworld", editor: str = "eve", progress: bool = True) -> dict[str, str]:
     """Edit the bundled ShapeWorld clip with the shipped model; return what was written.
 
-    The output caption of the example goes to the backbone (as in alignment) and its task label
-    to the edit adapter, so the demo shows the model as it was trained to be used.
+    The model gets what a user gives: the clip, the instruction and the task label (the example's,
+    as ``--task`` would name it); no caption.
     """
     from .editing import EditPipeline
 
@@ -113,8 +113,7 @@ def run_demo(out: str | Path, seed: int = BUNDLED_SEED, task: str = BUNDLED_TASK
     _check_out_dir(out)
     source, info, truth = _demo_input(seed, task)
     pipe = EditPipeline.from_pretrained(model)
-    result = pipe(source, info["instruction"], caption=info["output_caption"], task=info["task"],
-                  editor=editor, progress=progress)
+    result = pipe(source, info["instruction"], task=info["task"], editor=editor, progress=progress)
     panels = side_by_side(result.source_frames, result.frames, truth)
     big = panels.repeat(4, axis=1).repeat(4, axis=2)  # (F, 4H, 4W', 3), nearest: the 64 px world visible
     out.mkdir(parents=True, exist_ok=True)

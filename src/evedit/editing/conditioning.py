@@ -1,12 +1,14 @@
 """Conditioning for an edit, built exactly as the alignment built the student's
 (:func:`evedit.training.fdd.teachers.encode_batch` and ``AlignBatch.student_cond``).
 
-- Texts: with the paper's routing the backbone gets the output caption and the edit adapter the
-  instruction; with ``instruction`` routing (ip2p-style ControlNets) both get the instruction.
-  A user rarely has an output caption, so when none is given the instruction itself is the
-  caption (decided here: it names the edit's result, which a caption of the input does not, and it
-  needs no captioning model); ``--caption`` gives the real one. Text longer than the encoder takes
-  is truncated with a warning by the text encoder.
+- Texts: the edit adapter always gets the instruction. The backbone gets, by the model's
+  ``prompt_routing``: ``paper``, the output caption when one is given, else the empty text;
+  ``empty``, the empty text (the adapter was trained to carry the edit alone), or the caption
+  when one is given; ``instruction`` (ip2p-style ControlNets), the instruction. A user rarely has
+  an output caption. Decided by measurement (benchmarks/results/caption_choice.md, the 0.1.0
+  model, 8 test frames per task): with no caption the empty text scored 16.8 dB mean, the
+  instruction as the caption 13.6 dB (it turned whole frames the asked colour), the output caption
+  18.6 dB. Text longer than the encoder takes is truncated with a warning by the text encoder.
 - Task: ``auto`` asks the model's task classifier (``model.extras["task_classifier"]``), a name is
   checked against ``model.spec.tasks``; a model without task labels takes none.
 - Source: the input frames in the edit adapter's condition space (codec latents for ShapeWorld,
@@ -31,12 +33,14 @@ def encode_texts(model: EVEModel, instruction: str, caption: str | None, null: t
     empty text's embedding, is computed unless given (it never changes for a model)."""
     device = model.unet.device
     instr = model.text_encoder([instruction]).hidden_states.to(device)
-    if model.spec.prompt_routing == "instruction" or caption is None or caption.strip() == instruction:
-        cap = instr
-    else:
-        cap = model.text_encoder([caption.strip()]).hidden_states.to(device)
     if null is None:
         null = model.text_encoder([""]).hidden_states.to(device)
+    if model.spec.prompt_routing == "instruction" or (caption is not None and caption.strip() == instruction):
+        cap = instr
+    elif caption is None or not caption.strip():
+        cap = null
+    else:
+        cap = model.text_encoder([caption.strip()]).hidden_states.to(device)
     return cap, instr, null
 
 

@@ -3,6 +3,7 @@
 Modules (imported on use, so that ``evedit.eval.captions`` stays cheap for the training stages):
 
 - :mod:`.metrics`      metric formulas (PSNR, flicker, structure PSNR, CLIPFrame, CLIP_out/_dir)
+- :mod:`.accuracy`     ShapeWorld edit accuracy: did the asked change happen (scene graphs and masks)
 - :mod:`.items`        benchmark items and the outputs layout (TGVE submission layout)
 - :mod:`.editors`      the Editor protocol, identity / ground-truth / folder editors, the pipeline adapter
 - :mod:`.shapeworld`   the ShapeWorld benchmark and its ShapeCLIP scorer
@@ -22,6 +23,7 @@ from importlib import import_module
 _EXPORTS = {
     "psnr": "metrics", "flicker": "metrics", "structure_psnr": "metrics", "frame_consistency": "metrics",
     "mean_cosine": "metrics", "directional": "metrics", "PSNR_CAP": "metrics",
+    "edit_accuracy": "accuracy", "accuracy_checks": "accuracy",
     "Item": "items", "Editor": "editors", "IdentityEditor": "editors", "GroundTruthEditor": "editors",
     "FolderEditor": "editors", "PipelineEditor": "editors", "resolve_editors": "editors",
     "ShapeWorldBenchmark": "shapeworld", "ShapeWorldScorer": "shapeworld",

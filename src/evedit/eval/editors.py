@@ -94,16 +94,21 @@ class PipelineEditor:
 
     ShapeWorld items pass their task label (the oracle task, so the metrics measure editing, not
     task classification); other benchmarks pass ``task="auto"`` (the pipeline's classifier).
+    The editor gets the instruction alone, as a user gives it; ``with_caption`` also hands the
+    backbone the item's ground-truth output caption (figures labelled "caption given").
     ``call_kwargs`` go to the pipeline as edit options (e.g. ``steps``).
     """
 
-    def __init__(self, name: str = "eve", model: str | Path = "shapeworld", **call_kwargs):
+    def __init__(self, name: str = "eve", model: str | Path = "shapeworld", with_caption: bool = False,
+                 **call_kwargs):
         self.name, self.model, self.call_kwargs = name, str(model), call_kwargs
+        self.with_caption = with_caption
 
     def __call__(self, frames, instruction, task, output_caption, seed):
         pipe = _pipeline(self.model)
         known = task if task in TASKS else "auto"  # other benchmarks' task names are no labels: classify
-        result = pipe(frames, instruction, editor=self.name, task=known, caption=output_caption, seed=seed,
+        caption = output_caption if self.with_caption else None
+        result = pipe(frames, instruction, editor=self.name, task=known, caption=caption, seed=seed,
                       progress=False, **self.call_kwargs)
         return as_uint8_frames(result)  # an EditResult: its .frames
 
@@ -145,11 +150,12 @@ def canonical(name: str) -> str:
 
 
 def resolve_editors(names: Sequence[str], model: str | Path = "shapeworld",
-                    baseline_steps: int | None = None) -> dict[str, object]:
+                    baseline_steps: int | None = None, with_caption: bool = False) -> dict[str, object]:
     """Editor names -> editors; unknown names are one-sentence errors.
 
     ``baseline_steps``: sampling steps of the teacher-based editors (pnp, per-frame, sdedit); None
     keeps the pipeline's defaults. EVE always samples with its own (distilled) step count.
+    ``with_caption``: the pipeline editors also get the ground-truth output caption.
     """
     editors: dict[str, object] = {}
     for raw in names:
@@ -160,7 +166,7 @@ def resolve_editors(names: Sequence[str], model: str | Path = "shapeworld",
             editors[name] = GroundTruthEditor()
         elif name in PIPELINE_EDITORS:
             steps = {"steps": baseline_steps} if baseline_steps and name != "eve" else {}
-            editors[name] = PipelineEditor(name, model, **steps)
+            editors[name] = PipelineEditor(name, model, with_caption=with_caption, **steps)
         else:
             known = ", ".join(PIPELINE_EDITORS + TRIVIAL_EDITORS)
             raise EveditError(f"Unknown editor {raw!r}; editors are {known}.")

@@ -46,6 +46,7 @@ class EvalOptions:
     samples: int = 6
     workers: int = 1  # editing processes (one torch thread each)
     baseline_steps: int | None = None  # sampling steps of pnp / per-frame / sdedit (None: the pipeline's)
+    with_caption: bool = False  # also give the editors the ground-truth output caption (default: instruction alone)
     device: str | None = None
     progress: bool = True
     save_videos: bool = True
@@ -95,7 +96,7 @@ def load_scorer(opts: EvalOptions):
 def load_editors(opts: EvalOptions) -> dict[str, object]:
     """Named editors, or one :class:`FolderEditor` per ``--outputs`` folder (named by ``--editor`` or the folder)."""
     if not opts.outputs:
-        return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps)
+        return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps, opts.with_caption)
     names = [canonical(n) for n in opts.editors or ()]
     if names and len(names) != len(opts.outputs):
         raise EveditError(f"Give one --editor name per --outputs folder ({len(opts.outputs)}), or none.")
@@ -109,7 +110,9 @@ def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], s
     """Run, aggregate and write every report; returns the summary document."""
     out = opts.out_dir
     settings = {"benchmark": opts.benchmark, "seed": opts.seed, "metrics": list(scorer.metrics),
-                **({"model": str(opts.model), "baseline_steps": opts.baseline_steps} if not opts.outputs else {}),
+                **({"model": str(opts.model), "baseline_steps": opts.baseline_steps,
+                    "caption": "output caption given" if opts.with_caption else "instruction alone"}
+                   if not opts.outputs else {}),
                 **opts.extra_settings}
     check_settings(out, settings)
     sample_keys = [it.key for it in items[: opts.samples]]

@@ -19,12 +19,12 @@ METRIC_INFO: dict[str, tuple[str, bool, int]] = {
     "clip_text": ("CLIPText", True, 2), "clip_dir": ("CLIP_dir", True, 3),
     "video_clip_dir": ("VideoCLIP_dir", True, 3), "video_clip_out": ("VideoCLIP_out", True, 3),
     "clip_out": ("CLIP_out", True, 3), "psnr": ("PSNR", True, 2), "flicker": ("Flicker", False, 4),
-    "structure_psnr": ("StructPSNR", True, 2),
+    "structure_psnr": ("StructPSNR", True, 2), "edit_accuracy": ("EditAcc", True, 3),
 }
 #: Table 1 column order of each benchmark (the paper's four first).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "shapeworld": ("clip_frame", "video_clip_dir", "video_clip_out", "clip_out", "clip_dir", "psnr", "flicker",
-                   "structure_psnr"),
+    "shapeworld": ("clip_frame", "video_clip_dir", "video_clip_out", "clip_out", "clip_dir", "psnr",
+                   "edit_accuracy", "flicker", "structure_psnr"),
     "tgve": ("pick_score", "clip_frame", "viclip_dir", "viclip_out", "clip_text", "clip_dir"),
 }
 TABLE_COLUMNS["tgve-plus"] = TABLE_COLUMNS["tgve"]
@@ -127,7 +127,9 @@ def markdown(doc: dict) -> str:
     """The whole report: Table 1 analogue, then per-task tables."""
     bench = SET_NAMES.get(doc["benchmark"], doc["benchmark"])
     note = ("CLIP-style scores computed with ShapeCLIP (VideoCLIP_* use its video tower, in ViCLIP's role); PSNR "
-            "and Flicker against the exact ground truth, StructPSNR against the input outside the edit."
+            "and Flicker against the exact ground truth, StructPSNR against the input outside the edit; EditAcc "
+            "is the share of edits where the asked change happened, judged from the scene graphs and masks "
+            "(`evedit.eval.accuracy`)."
             if doc["benchmark"] == "shapeworld" else
             "Automatic metrics only (the paper's human-evaluation columns are left out).")
     return (f"# {bench} evaluation ({doc.get('n_items')} items)\n\n{note}\n\n" + table1(doc)

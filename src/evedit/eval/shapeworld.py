@@ -9,7 +9,9 @@ both. Default 56 per split: 112 clips.
 Metrics (:data:`SHAPEWORLD_METRICS`): against the ground truth ``psnr`` and ``flicker``; against the
 input outside the edit's footprint ``structure_psnr`` (tasks whose footprint leaves pixels out:
 the local ones, add/remove, background, detect); and the paper's CLIP-style scores computed with
-ShapeCLIP (the image tower per frame, its video tower for the ``video_`` ones, MiniLM text).
+ShapeCLIP (the image tower per frame, its video tower for the ``video_`` ones, MiniLM text); and
+``edit_accuracy``, 1 when the asked change happened and 0 when not, judged from the scene graphs and
+masks (:mod:`.accuracy`), so its mean is the share of edits made.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from .items import Item
 SPLITS: tuple[str, ...] = ("test", "heldout")
 DEFAULT_PER_SPLIT = 4 * len(TASKS)  # 56 per split, 112 clips
 SHAPEWORLD_METRICS: tuple[str, ...] = (
-    "psnr", "flicker", "structure_psnr", "clip_frame", "clip_out", "clip_dir", "video_clip_out", "video_clip_dir",
+    "psnr", "edit_accuracy", "flicker", "structure_psnr", "clip_frame", "clip_out", "clip_dir", "video_clip_out",
+    "video_clip_dir",
 )
 
 
@@ -61,7 +64,7 @@ class ShapeWorldBenchmark:
                 key=f"{split}/{ex.seed}_{task}", task=task, instruction=ex.edit.instruction,
                 input_caption=ex.edit.input_caption, output_caption=ex.edit.output_caption,
                 frames=ex.clip, target=ex.edited_clip, footprint=edit_footprint(ex), group=split, index=index,
-                meta={"seed": ex.seed},
+                meta={"seed": ex.seed, "config": self.config},
             ))
         return out
 
@@ -110,6 +113,7 @@ class ShapeWorldScorer:
         self.text_encoder = text_encoder
         self._text: dict[str, torch.Tensor] = {}
         self._inp: tuple[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._example: tuple[str, object] | None = None
 
     @classmethod
     def from_pretrained(cls, model: str | Path = "shapeworld", shapeclip: str | Path | None = None):
@@ -139,6 +143,18 @@ class ShapeWorldScorer:
             self._inp = (item.key, self.embed(inp))
         return self._inp[1]
 
+    def accuracy(self, item: Item, out: np.ndarray) -> float | None:
+        """1.0 / 0.0: did ``out`` make the item's asked change (:func:`.accuracy.edit_accuracy`); None
+        when it cannot be judged or the item names no ShapeWorld seed."""
+        from .accuracy import edit_accuracy, item_example
+
+        if item.meta.get("seed") is None or item.target is None:
+            return None
+        if self._example is None or self._example[0] != item.key:  # editors of one item share the example
+            self._example = (item.key, item_example(item.meta["seed"], item.task, item.meta.get("config")))
+        ok = edit_accuracy(self._example[1], out)
+        return None if ok is None else float(ok)
+
     def score(self, item: Item, inp: np.ndarray, out: np.ndarray) -> dict[str, float | None]:
         """All metrics of one edited clip; None where a metric does not apply."""
         out = M.match_frames(out, inp)
@@ -146,6 +162,7 @@ class ShapeWorldScorer:
         if item.target is not None:
             res["psnr"] = M.psnr(out, item.target)
             res["flicker"] = M.flicker(out, item.target)
+        res["edit_accuracy"] = self.accuracy(item, out)
         res["structure_psnr"] = M.structure_psnr(out, inp, item.footprint) if item.footprint is not None else None
         e_in, v_in = self._input(item, inp)
         e_out, v_out = self.embed(out)

@@ -45,6 +45,33 @@ def controlnet_from_unet(
     return controlnet
 
 
+def text_at_every_level(controlnet: ControlNetModel) -> ControlNetModel:
+    """The ControlNet with cross-attention to the instruction in every down block.
+
+    ``from_unet`` copies the backbone's block types; the ShapeWorld backbone has no attention at
+    its full-resolution level, so there the ControlNet's residual is blind to the instruction and
+    can only copy the input frame's colours into the finest skip connection. This adds that level's
+    attention (a new ``Transformer2DModel`` per block, its output projection zero-initialised), so
+    the returned network equals the given one until it trains. (evedit's choice for small objects,
+    which span 1 to 2 positions at the coarser levels; the paper's SD adapter has attention there.)
+    A ControlNet with attention everywhere already is returned as it is.
+    """
+    types = list(controlnet.config.down_block_types)
+    if all(t.startswith("CrossAttn") for t in types):
+        return controlnet
+    config = dict(controlnet.config)
+    config["down_block_types"] = ["CrossAttn" + t if not t.startswith("CrossAttn") else t for t in types]
+    upgraded = ControlNetModel.from_config(config)
+    missing, unexpected = upgraded.load_state_dict(controlnet.state_dict(), strict=False)
+    assert not unexpected and all(".attentions." in k for k in missing), (missing, unexpected)
+    for i, t in enumerate(types):
+        if not t.startswith("CrossAttn"):
+            for attention in upgraded.down_blocks[i].attentions:
+                nn.init.zeros_(attention.proj_out.weight)
+                nn.init.zeros_(attention.proj_out.bias)
+    return upgraded.to(dtype=controlnet.dtype)
+
+
 class EditAdapter(nn.Module):
     """ControlNet residuals for frames stacked as a batch.
 
@@ -83,6 +110,6 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
     return latent_size * (2**n_down)
 
 
-__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "COND_SPACES"]
+__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level", "COND_SPACES"]
 
 

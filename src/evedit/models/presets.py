@@ -88,6 +88,7 @@ class SD15Sources:
 
 
 PRESETS = ("shapeworld", "sd15")
+PROMPT_ROUTINGS = ("paper", "instruction", "empty")  # what the backbone's text is (ModelSpec.prompt_routing)
 
 
 @dataclass
@@ -99,7 +100,8 @@ class ModelSpec:
     num_frames: int = 8  # window length the video adapter was trained on (EVE: 8)
     cond_space: str = "latent"  # "latent" (ShapeWorld ControlNet) or "pixel" (ip2p ControlNet v1.1)
     prompt_routing: str = "paper"  # "paper": backbone <- output caption, adapter <- instruction;
-    # "instruction": both get the instruction (ip2p-style ControlNets)
+    # "instruction": both get the instruction (ip2p-style ControlNets); "empty": backbone <- "",
+    # adapter <- instruction (the edit needs no caption; see PROMPT_ROUTINGS)
     tasks: tuple[str, ...] = ()  # task-label vocabulary of the edit adapter (empty: none)
     lora_rank: int = 8  # EVE gives none; 8 is ample for the tiny ShapeWorld backbone
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)

@@ -7,15 +7,18 @@ adds the table to the folder's model card. The figures and their targets:
 - ``codec``: reconstruction PSNR of test frames (target >= 30 dB);
 - ``t2i``: images generated from a test caption (DDIM, classifier-free guidance), ranked by
   ShapeCLIP among the caption and its 9 one-attribute-off siblings; share ranked first
-  (target >= 70%, chance 10%);
+  (target >= 50%, chance 10%);
 - ``edit_teacher``: per-frame edits (backbone + ControlNet, InstructPix2Pix dual guidance, DDIM 50)
-  against the ground-truth edited frame, PSNR per task and averaged (target >= 22 dB);
+  against the ground-truth edited frame, PSNR per task and averaged (target >= 24 dB), and edit
+  accuracy per task and averaged (share of frames where the asked change happened, judged from the
+  scene graph and masks by :func:`evedit.eval.accuracy.edit_accuracy`; target >= 80% on the color
+  task); the teacher gets the instruction alone (no caption), as a user edits;
 - ``video_teacher``: clips generated from a real test clip's first frame and caption; PSNR of the
   generated first frame against the given one, ShapeCLIP frame consistency (mean cosine of all frame
   pairs) of generated and of real clips, and the ratio of their mean frame-to-frame change
   (1 = moves as much as real clips; 0 = frozen);
 - ``shapeclip``: zero-shot top-1 caption retrieval among 10 one-attribute-off captions, per frame
-  and per clip (target >= 90%);
+  and per clip (target >= 85%);
 - ``task_classifier``: accuracy on the held-out (last) phrasing of test instructions (target >= 95%).
 
 Choices: the t2i ranking uses the same guidance (4.0) and 25 DDIM steps as the t2i stage's
@@ -41,8 +44,9 @@ from ..models.guided import edit_teacher_guided, text_guided
 from ..world import TASKS, ClipCaptionDataset, EditTripletDataset, ImageCaptionDataset
 from .stages.common import psnr as _psnr
 
-TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.70, "edit_teacher.psnr_mean": 22.0,
-           "shapeclip.image_top1": 0.90, "task_classifier.heldout_phrasing_acc": 0.95}
+TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.50, "edit_teacher.psnr_mean": 24.0,
+           "edit_teacher.accuracy_per_task.color": 0.80,
+           "shapeclip.image_top1": 0.85, "task_classifier.heldout_phrasing_acc": 0.95}
 
 
 def _batches(dataset, n: int, size: int):
@@ -94,9 +98,14 @@ def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guida
 
 @torch.no_grad()
 def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, image_scale: float | None = None,
-                         text_scale: float | None = None, progress: bool = True, split: str = "test") -> dict:
+                         text_scale: float | None = None, progress: bool = True, split: str = "test",
+                         with_caption: bool = False) -> dict:
     """Per-frame edits of ``split`` frames, ``per_task`` frames of every task, against the true edit.
 
+    The teacher gets what a user gives, the instruction alone: the backbone's text is the empty
+    one (the instruction for ``prompt_routing="instruction"`` models), as
+    :func:`evedit.editing.conditioning.encode_texts` does; ``with_caption`` hands it the
+    ground-truth output caption instead (figures labelled "caption given").
     Scales default to the teacher's own (:class:`~evedit.training.fdd.config.FDDConfig`), the
     ones FDD and the baselines sample it with.
     """
@@ -106,24 +115,51 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
     text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
     teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     out: dict[str, float] = {}
+    accuracy: dict[str, float | None] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
-        values = []
-        for batch in _batches(EditTripletDataset(split, per_task, tasks=(task,)), per_task, 16):
+        values, hits, data = [], [], EditTripletDataset(split, per_task, tasks=(task,))
+        for start, batch in zip(range(0, per_task, 16), _batches(data, per_task, 16)):
             src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
-            key = "output_caption" if model.spec.prompt_routing == "paper" else "instruction"
-            cond = Conditioning(caption=model.text_encoder(list(batch[key])).hidden_states,
-                                instruction=model.text_encoder(list(batch["instruction"])).hidden_states,
-                                source=src, task=batch["task"])
+            instruction = model.text_encoder(list(batch["instruction"])).hidden_states
+            if model.spec.prompt_routing == "instruction":
+                caption = instruction
+            elif with_caption:
+                caption = model.text_encoder(list(batch["output_caption"])).hidden_states
+            else:
+                caption = null.expand_as(instruction)
+            cond = Conditioning(caption=caption, instruction=instruction, source=src, task=batch["task"])
 
             def fn(x, t):
                 return edit_teacher_guided(teacher, x, t, cond, null, image_scale, text_scale)
 
             g = torch.Generator().manual_seed(len(values) + 17 * TASKS.index(task))
             z = ddim_sample(fn, torch.randn(src.shape, generator=g), ddim_timesteps(steps), model.schedule)
-            values.append(_psnr(decode_video(model.vae, z)[:, :, 0], batch["output_image"]))
+            images = decode_video(model.vae, z)[:, :, 0]  # (B, 3, H, W) in [-1, 1]
+            values.append(_psnr(images, batch["output_image"]))
+            hits += triplet_accuracies(data, start, images)
         out[task] = float(torch.cat(values).mean())
+        judged = [h for h in hits if h is not None]
+        accuracy[task] = float(np.mean(judged)) if judged else None
+    judged_tasks = [a for a in accuracy.values() if a is not None]
     return {"psnr_mean": float(np.mean(list(out.values()))), "psnr_per_task": out,
-            "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale}
+            "accuracy_mean": float(np.mean(judged_tasks)) if judged_tasks else None, "accuracy_per_task": accuracy,
+            "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale,
+            "caption": "output caption given" if with_caption else "instruction alone"}
+
+
+def triplet_accuracies(data: EditTripletDataset, start: int, images: torch.Tensor) -> list[float | None]:
+    """Edit accuracy (1.0 / 0.0, None if not judged) of ``images`` (B, 3, H, W) in [-1, 1], the edited
+    frames of ``data`` items ``start .. start + B - 1``."""
+    from ..eval.accuracy import edit_accuracy
+
+    frames = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    frames = frames.permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    out = []
+    for i, frame in enumerate(frames):
+        ex, f = data.example_frame(start + i)
+        ok = edit_accuracy(ex, frame[None], frames=[f])
+        out.append(None if ok is None else float(ok))
+    return out
 
 
 def _consistency(scorer, clips: torch.Tensor) -> float:
@@ -217,8 +253,10 @@ def quality_report(folder: str | Path, size: str = "full", progress: bool = True
 
 
 def _get(report: dict, dotted: str):
-    part, key = dotted.split(".")
-    return report.get(part, {}).get(key)
+    value = report
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _met(report: dict, dotted: str, target: float):
@@ -244,6 +282,11 @@ def quality_markdown(report: dict) -> str:
         lines += ["", f"Edit teacher PSNR per task (dB, {e['frames_per_task']} frames each, DDIM {e['steps']}):", "",
                   "| " + " | ".join(e["psnr_per_task"]) + " |", "|" + "---:|" * len(e["psnr_per_task"]),
                   "| " + " | ".join(f"{x:.1f}" for x in e["psnr_per_task"].values()) + " |"]
+        acc = e.get("accuracy_per_task")
+        if acc:
+            lines += ["", "Edit teacher accuracy per task (share of frames where the asked change happened):", "",
+                      "| " + " | ".join(acc) + " |", "|" + "---:|" * len(acc),
+                      "| " + " | ".join("–" if x is None else f"{x:.2f}" for x in acc.values()) + " |"]
     s = report.get("shapeclip")
     if s:
         pairs = ", ".join(f"{k.removeprefix('image_pair_')} {v:.2f}" for k, v in s.items() if k.startswith("image_pair_"))

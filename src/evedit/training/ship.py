@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from datetime import date
 from pathlib import Path
@@ -61,15 +63,20 @@ def _summary(runs: Path, stage: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _init_from(runs: Path, stage: str) -> str | None:
-    """The ``stage.init_from`` of the stage's resolved config (a run continued from trained weights)."""
+def _stage_setting(runs: Path, stage: str, key: str):
+    """``stage.KEY`` of the stage's resolved config (its export's ``config.yaml``), or None."""
     import yaml
 
     path = runs / stage / "export" / "config.yaml"
     if not path.is_file():
         return None
     data = yaml.safe_load(path.read_text()) or {}
-    return (data.get("stage") or {}).get("init_from")
+    return (data.get("stage") or {}).get(key)
+
+
+def _init_from(runs: Path, stage: str) -> str | None:
+    """The ``stage.init_from`` of the stage's resolved config (a run continued from trained weights)."""
+    return _stage_setting(runs, stage, "init_from")
 
 
 def model_card(runs: Path, stages: list[str]) -> str:
@@ -112,7 +119,9 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
     model = assemble(
         vae=loaded["vae"], text_encoder=MiniLMTextEncoder.from_pretrained(), unet=loaded["unet"],
         controlnet=loaded["controlnet"], motion_adapter=loaded["motion_adapter"],
-        spec=shapeworld_spec(), schedule=NoiseSchedule(), first_frame=loaded["first_frame"],
+        spec=replace(shapeworld_spec(), prompt_routing=_stage_setting(runs, "edit-adapter", "prompt_routing")
+                     or "paper"),
+        schedule=NoiseSchedule(), first_frame=loaded["first_frame"],
     )
     extras = {}
     for name, (stage, sub) in EXTRAS.items():

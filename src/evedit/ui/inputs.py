@@ -41,7 +41,6 @@ class Clip:
     label: str  # where it came from, for the status line
     truth: np.ndarray | None = None  # ground-truth edit (ShapeWorld), same frames as the input
     instruction: str | None = None  # the example's own instruction, when there is one
-    caption: str | None = None  # the example's output caption, when there is one
     task: str | None = None  # the example's task, when there is one
 
 
@@ -140,7 +139,7 @@ def _frame_member(name: str) -> bool:
 
 
 def bundled_clip() -> Clip:
-    """The bundled ShapeWorld clip, its instruction, caption, task and ground truth."""
+    """The bundled ShapeWorld clip, its instruction, task and ground truth."""
     from ..demo import BUNDLED_CLIP, BUNDLED_INFO, BUNDLED_SEED, BUNDLED_TASK, _make
 
     if not BUNDLED_CLIP.is_file():
@@ -148,8 +147,7 @@ def bundled_clip() -> Clip:
     info = json.loads(BUNDLED_INFO.read_text())
     video = read_video(BUNDLED_CLIP)
     truth = _make(BUNDLED_SEED, BUNDLED_TASK, len(video.frames), video.frames.shape[1]).edited_clip
-    return Clip(video.frames, video.fps, "bundled example", truth, info["instruction"],
-                info.get("output_caption"), info.get("task"))
+    return Clip(video.frames, video.fps, "bundled example", truth, info["instruction"], info.get("task"))
 
 
 def world_clip(task: str | None, seed: float | None, fps: float = 8.0) -> Clip:
@@ -164,7 +162,7 @@ def world_clip(task: str | None, seed: float | None, fps: float = 8.0) -> Clip:
         raise EveditError(f"Cannot render ShapeWorld task {task!r} ({exc}).") from exc
     edit = example.edit
     return Clip(example.clip, fps, f"ShapeWorld seed {int(seed)} ({edit.task})", example.edited_clip,
-                edit.instruction, edit.output_caption, edit.task)
+                edit.instruction, edit.task)
 
 
 def random_world_seed() -> int:

@@ -12,7 +12,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +98,6 @@ def run_request(req: EditRequest, models: Models, workdir: Path, cancel: threadi
     say(0.0, desc="Reading the clip")
     clip = load_clip(req.source, req.upload, req.world_task, req.world_seed, workdir, req.start_time,
                      options[0].max_frames)
-    if clip.instruction and instruction == clip.instruction:  # the example's own edit: its caption too
-        options = [replace(o, caption=clip.caption) for o in options]
     say(0.0, desc="Loading the model")
     pipe = models.get(req.model)
     results = []

@@ -110,10 +110,14 @@ class EditTripletDataset(WorldDataset):
     (EVE's prompt routing) while the edit adapter takes the instruction.
     """
 
+    def example_frame(self, index: int) -> tuple[Example, int]:
+        """Item ``index``'s example and the frame of it the item shows (for masks, accuracy)."""
+        ex, rng = self.draw(index)
+        return ex, int(rng.integers(self.config.frames))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         """A random frame of item ``index``, its instruction, task label and edited frame."""
-        ex, rng = self.draw(index)
-        f = int(rng.integers(self.config.frames))
+        ex, f = self.example_frame(index)
         return {
             "input_image": image_tensor(ex.clip[f]), "instruction": ex.edit.instruction,
             "task": ex.edit.label, "output_image": image_tensor(ex.edited_clip[f]),

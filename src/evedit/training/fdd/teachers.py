@@ -11,7 +11,7 @@ resumed run sees exactly the same samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -55,21 +55,34 @@ def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
     A batch from an ``align`` store is encoded already: its latents and text states are used as
     they are (the null text comes from the model's encoder, cached after its first use)."""
     device = model.unet.device
+    routing = model.spec.prompt_routing
     if "source" in batch:
-        key = "instruction" if model.spec.prompt_routing == "instruction" else "caption"
-        return AlignBatch(source=batch["source"].to(device), caption=batch[f"{key}_states"].to(device),
-                          caption_pooled=batch[f"{key}_pooled"].to(device),
-                          instruction=batch["instruction_states"].to(device), task=batch["task"].to(device),
-                          null=model.text_encoder([""]).hidden_states)
+        key = "instruction" if routing == "instruction" else "caption"
+        ab = AlignBatch(source=batch["source"].to(device), caption=batch[f"{key}_states"].to(device),
+                        caption_pooled=batch[f"{key}_pooled"].to(device),
+                        instruction=batch["instruction_states"].to(device), task=batch["task"].to(device),
+                        null=model.text_encoder([""]).hidden_states)
+        return _empty_caption(model, ab) if routing == "empty" else ab
     with torch.no_grad():
         source = encode_video(model.vae, batch["clip"].to(device))
         caption = model.text_encoder(list(batch["output_caption"]))
         instruction = model.text_encoder(list(batch["instruction"])).hidden_states
         null = model.text_encoder([""]).hidden_states
-    if model.spec.prompt_routing == "instruction":
+    if routing == "instruction":
         caption = model.text_encoder(list(batch["instruction"]))
-    return AlignBatch(source=source, caption=caption.hidden_states, caption_pooled=caption.pooled,
-                      instruction=instruction, task=batch["task"].to(device), null=null)
+    ab = AlignBatch(source=source, caption=caption.hidden_states, caption_pooled=caption.pooled,
+                    instruction=instruction, task=batch["task"].to(device), null=null)
+    return _empty_caption(model, ab) if routing == "empty" else ab
+
+
+def _empty_caption(model: EVEModel, ab: AlignBatch) -> AlignBatch:
+    """``prompt_routing="empty"``: the student, both teachers and the critics' text see the empty
+    caption, as the edit does from an instruction alone (decided: the video teacher, trained with
+    10% of captions dropped, follows the first frame; giving it the output caption would align the
+    student to a text it never gets at inference)."""
+    with torch.no_grad():
+        empty = model.text_encoder([""] * ab.caption.shape[0])
+    return replace(ab, caption=empty.hidden_states.to(ab.caption), caption_pooled=empty.pooled.to(ab.caption_pooled))
 
 
 def _noise(shape, seeds: list[int], device, first_frame: int = 0) -> torch.Tensor:

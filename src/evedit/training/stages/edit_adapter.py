@@ -2,8 +2,10 @@
 
 Data: (input image, instruction, task, output image) triples, from ShapeWorld's
 ``EditTripletDataset`` or an InstructPix2Pix-layout file. The backbone gets the output caption
-(EVE's routing, ``prompt_routing="paper"``) or the instruction (``"instruction"``); the ControlNet
-gets the instruction, the codec latent of the input image and the task label.
+(EVE's routing, ``prompt_routing="paper"``), the instruction (``"instruction"``) or the empty text
+(``"empty"``: the ControlNet alone carries the edit, so the instruction is all a user needs to give;
+benchmarks/results/caption_choice.md); the ControlNet gets the instruction, the codec latent of the
+input image and the task label.
 
 Condition dropout follows InstructPix2Pix (Brooks et al. 2023, section 3.4): 5% of items lose the
 text (caption and instruction become ""), 5% the image (an all-zero condition), 5% both, so the
@@ -25,11 +27,11 @@ from torch import nn
 from ...diffusion import NoiseSchedule, ddim_sample, ddim_timesteps, dual_guidance
 from ...errors import EveditError
 from ...io import write_image
-from ...losses import denoising_loss
+from ...losses import denoising_loss, edit_region_weights
 from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
-from ...models.edit_adapter import EditAdapter, controlnet_from_unet
-from ...models.presets import SHAPEWORLD_CONTROLNET
+from ...models.edit_adapter import EditAdapter, controlnet_from_unet, text_at_every_level
+from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
 from ..store import drop_states, open_store
 from .common import (
@@ -42,7 +44,7 @@ class EditAdapterConfig:
     vae_path: str = "runs/codec/export/vae"  # the trained codec (frozen here)
     unet_path: str = "runs/t2i/export/unet"  # the trained backbone (frozen here)
     data: dict = field(default_factory=lambda: {"kind": "shapeworld"})  # or {"kind": "file", "path": ...}
-    prompt_routing: str = "paper"  # backbone <- output caption; "instruction": <- instruction
+    prompt_routing: str = "paper"  # backbone <- output caption; "instruction": <- instruction; "empty": <- ""
     drop_text: float = 0.05  # ip2p condition dropout rates
     drop_image: float = 0.05
     drop_both: float = 0.05
@@ -54,6 +56,8 @@ class EditAdapterConfig:
     seed: int = 0
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
+    edit_weight: float = 0.0  # extra loss weight where the edit changes the latent (edit_region_weights); 0: off
+    text_every_level: bool = False  # cross-attention to the instruction at every level (text_at_every_level)
 
 
 class EditAdapterStage:
@@ -62,9 +66,16 @@ class EditAdapterStage:
     def __init__(self, config: EditAdapterConfig):
         from ...world import TASKS
 
+        if config.prompt_routing not in PROMPT_ROUTINGS:
+            raise EveditError(f"prompt_routing must be one of {', '.join(PROMPT_ROUTINGS)}; "
+                              f"got {config.prompt_routing!r}.")
+        if config.edit_weight > 0 and config.snr_gamma > 0:
+            raise EveditError("Use edit_weight or snr_gamma, not both: the loss takes one weighting.")
         self.config, self.tasks = config, tuple(TASKS)
         self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
         controlnet = self._init_controlnet(config.init_from)
+        if config.text_every_level:
+            controlnet = text_at_every_level(controlnet)
         self.adapter = EditAdapter(controlnet, cond_space="latent")
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
@@ -118,8 +129,12 @@ class EditAdapterStage:
 
     def _prompts(self, batch: dict, no_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         instructions = drop_texts(list(batch["instruction"]), no_text)
-        key = "output_caption" if self.config.prompt_routing == "paper" else "instruction"
-        captions = drop_texts(list(batch[key]), no_text)
+        routing = self.config.prompt_routing
+        if routing == "empty":
+            captions = [""] * len(instructions)
+        else:
+            key = "output_caption" if routing == "paper" else "instruction"
+            captions = drop_texts(list(batch[key]), no_text)
         return self.text(captions).hidden_states, self.text(instructions).hidden_states
 
     def _dropout_masks(self, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +146,12 @@ class EditAdapterStage:
 
     def _stored_prompts(self, batch: dict, no_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_prompts` for a store's items: their text states, dropped to the null text."""
-        key = "caption" if self.config.prompt_routing == "paper" else "instruction"
-        null = self.store.null_states
+        null, routing = self.store.null_states, self.config.prompt_routing
+        if routing == "empty":
+            everything = torch.ones_like(no_text)
+            return (drop_states(batch["caption_states"], everything, null),
+                    drop_states(batch["instruction_states"], no_text, null))
+        key = "caption" if routing == "paper" else "instruction"
         return (drop_states(batch[f"{key}_states"], no_text, null),
                 drop_states(batch["instruction_states"], no_text, null))
 
@@ -147,6 +166,7 @@ class EditAdapterStage:
                 source = self._encode(batch["input_image"].to(device))
         n = x0.shape[0]
         no_text, no_image = self._dropout_masks(n, generator)
+        region = edit_region_weights(source, x0, self.config.edit_weight) if self.config.edit_weight > 0 else None
         source = source * (~no_image).to(source).view(-1, 1, 1, 1)
         caption, instruction = (self._stored_prompts if stored else self._prompts)(batch, no_text)
         noise = torch.randn(x0.shape, generator=generator).to(device)
@@ -155,7 +175,10 @@ class EditAdapterStage:
         out = image_edit_forward(self.unet, self.adapter, x_t, t, caption, instruction, source,
                                  batch["task"].to(device))
         target = self.schedule.target(x0, noise, t)
-        loss = weighted_denoising_loss(self.schedule, out, target, t, self.config.snr_gamma)
+        if region is not None:
+            loss = denoising_loss(out, target, region)
+        else:
+            loss = weighted_denoising_loss(self.schedule, out, target, t, self.config.snr_gamma)
         return {"loss": loss, "mse": denoising_loss(out.detach(), target)}
 
     # ---- evaluation -------------------------------------------------------------------------
