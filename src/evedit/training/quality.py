@@ -42,7 +42,7 @@ from ..models import Conditioning, EVEModel, load_model
 from ..models.codec import decode_video, downsampling, encode_video
 from ..models.guided import edit_teacher_guided, text_guided
 from ..world import TASKS, ClipCaptionDataset, EditTripletDataset, ImageCaptionDataset
-from .stages.common import psnr as _psnr
+from .stages.common import psnr as _psnr, to_uint8
 
 TARGETS = {"codec.psnr": 30.0, "t2i.top1": 0.50, "edit_teacher.psnr_mean": 24.0,
            "edit_teacher.accuracy_per_task.color": 0.80,
@@ -152,8 +152,7 @@ def triplet_accuracies(data: EditTripletDataset, start: int, images: torch.Tenso
     frames of ``data`` items ``start .. start + B - 1``."""
     from ..eval.accuracy import edit_accuracy
 
-    frames = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    frames = frames.permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    frames = to_uint8(images.detach().float())  # (B, H, W, 3)
     out = []
     for i, frame in enumerate(frames):
         ex, f = data.example_frame(start + i)
