@@ -120,6 +120,33 @@ def test_text_at_every_level_starts_equal_and_then_reads_the_instruction(parts):
         == "CrossAttnDownBlock2D"
 
 
+def test_pooled_instruction_starts_equal_then_shifts_every_block_and_round_trips(parts, tmp_path):
+    from diffusers import ControlNetModel
+
+    from evedit.models.edit_adapter import instruction_in_time_embedding
+
+    net = EditAdapterStage(EditAdapterConfig(**parts)).adapter.controlnet
+    for p in net.controlnet_down_blocks.parameters():  # non-zero residuals, as after training
+        torch.nn.init.normal_(p, std=0.1)
+    upgraded = instruction_in_time_embedding(net)
+    assert upgraded.config.addition_embed_type == "text" and instruction_in_time_embedding(upgraded) is upgraded
+    x, src = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    t, text, task = torch.tensor([10, 500]), torch.randn(2, 8, 384), torch.tensor([0, 3])
+
+    def run(model, states):
+        down, mid = model(x, t, encoder_hidden_states=states, controlnet_cond=src, class_labels=task, return_dict=False)
+        return torch.cat([r.flatten() for r in down] + [mid.flatten()])
+
+    assert torch.allclose(run(net, text), run(upgraded, text), atol=1e-6)
+    torch.nn.init.normal_(upgraded.add_embedding.norm2.weight, std=1.0)
+    assert not torch.allclose(run(upgraded, text), run(upgraded, -text), atol=1e-4)  # the pool reads the text
+    upgraded.save_pretrained(tmp_path / "cn")
+    again = ControlNetModel.from_pretrained(tmp_path / "cn")
+    assert again.config.addition_embed_type == "text" and torch.equal(run(again, text), run(upgraded, text))
+    stage = EditAdapterStage(EditAdapterConfig(**parts, pooled_instruction=True))
+    assert stage.adapter.controlnet.config.addition_embed_type == "text"
+
+
 def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):
     stage = VideoAdapterStage(VideoAdapterConfig(**parts, eval_items=1, eval_steps=2))
     data = stage.dataset("train")

@@ -149,7 +149,22 @@ def test_data_build_cli_errors_are_one_sentence(tmp_path, capsys):
     assert "Unknown store kind 'pictures'" in capsys.readouterr().err
     assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--vae", str(tmp_path)]) == 1
     assert "has no config.json" in capsys.readouterr().err
+    assert main(["data", "build", "edit", "-o", str(tmp_path / "s"), "-n", "2", "--tasks", "colour"]) == 1
+    assert "--tasks takes ShapeWorld task names" in capsys.readouterr().err
+    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--tasks", "color"]) == 1
+    assert "does not apply" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_data_build_tasks_stores_only_those_tasks(parts, tmp_path, capsys):
+    from evedit.world import TASKS
+
+    out = tmp_path / "s"
+    assert main(["data", "build", "edit", "-o", str(out), "-n", "4", "--tasks", "color, remove",
+                 "--vae", parts["vae_path"], "-q"]) == 0
+    store = EncodedStore(out, kind="edit")
+    assert set(store.column("task").tolist()) <= {TASKS.index("color"), TASKS.index("remove")}
+    assert store.manifest["source"] == "shapeworld (color, remove)"
 
 
 def test_min_snr_weights_follow_the_paper_for_v_prediction():
@@ -226,3 +241,30 @@ def test_codec_latent_channels_and_widths_are_settable():
     assert tuple(stage.vae.config.block_out_channels) == (16, 32, 32)
     z = stage.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
     assert z.shape == (1, 8, 16, 16)
+
+
+def test_task_weights_draw_the_weighted_tasks_and_train_from_a_store(parts, vae, minilm, tmp_path):
+    from evedit.training.data import WeightedStepSampler
+    from evedit.training.stages.edit_adapter import EditAdapterConfig, EditAdapterStage
+    from evedit.world import TASKS
+
+    build("edit", vae, minilm, tmp_path / "store", n=7)
+    store = EncodedStore(tmp_path / "store", kind="edit")
+    assert store.column("task").tolist() == [int(store[i]["task"]) for i in range(7)]
+    data = {"kind": "store", "path": str(tmp_path / "store")}
+    heavy = TASKS[int(store[0]["task"])]
+    stage = EditAdapterStage(EditAdapterConfig(**parts, data=data, task_weights={heavy: 1000.0}))
+    assert EditAdapterStage(EditAdapterConfig(**parts, data=data)).batch_sampler(0, 0, 1, 1, 4) is None
+    with pytest.raises(EveditError, match="from a store"):
+        stage.batch_sampler(0, 0, 1, 1, 4)
+    stage.dataset("train")
+    drawn = [i for b, _ in zip(stage.batch_sampler(0, 0, 1, 1, 50), range(4)) for i in b]
+    share = sum(int(store[i]["task"]) == TASKS.index(heavy) for i in drawn) / len(drawn)
+    assert share > 0.9  # the other tasks' items weigh 1 against 1000
+    # a pure function of the step: a resume at step 3, or two processes, draw the same items
+    one = [b for b, _ in zip(WeightedStepSampler(torch.ones(7), 5, 0, batch=4), range(4))]
+    assert next(iter(WeightedStepSampler(torch.ones(7), 5, 3, batch=4))) == one[3]
+    two = [next(iter(WeightedStepSampler(torch.ones(7), 5, 0, rank=r, world=2, batch=2))) for r in (0, 1)]
+    assert two[0] + two[1] == one[0]
+    with pytest.raises(EveditError, match="task_weights"):
+        EditAdapterStage(EditAdapterConfig(**parts, data=data, task_weights={"colour": 2.0}))

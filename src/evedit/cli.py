@@ -218,6 +218,7 @@ def data_build(
     frames: int = typer.Option(8, "--frames", min=1, max=64, help="Frames per clip (video, align)."),
     shard_items: int = typer.Option(1024, "--shard-items", min=1, help="Items per shard file."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items encoded per forward pass (memory, not results)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="ShapeWorld edit/align: only these tasks, comma-separated (e.g. color,remove)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render (or read) train items once, encode them with the frozen codec and MiniLM, write shards.
@@ -227,7 +228,8 @@ def data_build(
     from .training.store_build import build_command
 
     m = build_command(kind, out, items=items, source=source, vae=vae, frames=frames, shard_items=shard_items,
-                      batch_size=batch_size, progress=not quiet)
+                      batch_size=batch_size, progress=not quiet,
+                      tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks is not None else None)
     print(f"store: {out} ({m['items']} {kind} items, {len(m['shards'])} shards, {m['bytes'] / 2**20:.1f} MiB, "
           f"{m['build_seconds_last_run']:.0f} s)")
 

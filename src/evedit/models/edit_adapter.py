@@ -72,6 +72,32 @@ def text_at_every_level(controlnet: ControlNetModel) -> ControlNetModel:
     return upgraded.to(dtype=controlnet.dtype)
 
 
+def instruction_in_time_embedding(controlnet: ControlNetModel, num_heads: int = 8) -> ControlNetModel:
+    """The ControlNet with the pooled instruction added to its timestep embedding.
+
+    diffusers' own ``addition_embed_type="text"`` (``TextTimeEmbedding``: attention pooling over
+    the instruction's token states, a projection and a LayerNorm) is added to the embedding every
+    resnet of the ControlNet receives, beside the task label: one global "what to do" signal per
+    block, which the cross-attention reaches only through a few small query maps. The LayerNorm's
+    gain and bias start at zero, so the returned network equals the given one until it trains.
+    (evedit's choice, not the paper's: EVE's adapter is InstructPix2Pix-like and says nothing of
+    pooled text; benchmarks/results/proxy_edit_adapter_instruction.md has the equal-time runs.)
+    A ControlNet that already has it is returned as it is.
+    """
+    if controlnet.config.addition_embed_type == "text":
+        return controlnet
+    if controlnet.config.addition_embed_type is not None:
+        raise ValueError(f"the ControlNet already has addition_embed_type={controlnet.config.addition_embed_type!r}")
+    config = dict(controlnet.config)
+    config.update(addition_embed_type="text", addition_embed_type_num_heads=num_heads)
+    upgraded = ControlNetModel.from_config(config)
+    missing, unexpected = upgraded.load_state_dict(controlnet.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("add_embedding.") for k in missing), (missing, unexpected)
+    nn.init.zeros_(upgraded.add_embedding.norm2.weight)
+    nn.init.zeros_(upgraded.add_embedding.norm2.bias)
+    return upgraded.to(dtype=controlnet.dtype)
+
+
 class EditAdapter(nn.Module):
     """ControlNet residuals for frames stacked as a batch.
 
@@ -110,6 +136,7 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
     return latent_size * (2**n_down)
 
 
-__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level", "COND_SPACES"]
+__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
+           "instruction_in_time_embedding", "COND_SPACES"]
 
 

@@ -139,3 +139,31 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:  # endless; DataLoader only needs it for len()
         return 2**62
+
+
+class WeightedStepSampler(torch.utils.data.Sampler):
+    """Endless batches drawn with replacement by per-item weights; a pure function of (seed, step).
+
+    Step ``s`` draws its global batch (``batch * accum * world`` items) from a generator seeded by
+    ``(seed, s)``; micro-batch ``k`` of process ``rank`` is slot ``k * world + rank`` of it, so a
+    resume at step ``s`` continues the same stream with any process count. Used where a stage
+    samples some items more often than others (the edit adapter's ``task_weights``).
+    """
+
+    def __init__(self, weights: torch.Tensor, seed: int, start: int, rank: int = 0, world: int = 1,
+                 accum: int = 1, batch: int = 1):
+        self.weights = weights.double() / weights.double().sum()
+        self.seed, self.start, self.rank, self.world, self.accum, self.batch = seed, start, rank, world, accum, batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step, b = self.start, self.batch
+        while True:
+            g = torch.Generator().manual_seed(stream_seed(self.seed, 3, step))
+            items = torch.multinomial(self.weights, b * self.accum * self.world, replacement=True, generator=g)
+            for k in range(self.accum):
+                slot = k * self.world + self.rank
+                yield [int(i) for i in items[slot * b:(slot + 1) * b]]
+            step += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs it for len()
+        return 2**62

@@ -144,10 +144,11 @@ class Trainer(Checkpointing):
 
     def _batches(self):
         acc, cfg = self.accelerator, self.cfg
+        sampler = None  # a stage's own sampler, or None for the default stream
         if hasattr(self.stage, "batch_sampler"):
             sampler = self.stage.batch_sampler(self.step, acc.process_index, acc.num_processes,
                                                cfg.grad_accum, cfg.batch_size)
-        else:
+        if sampler is None:
             sampler = StepSampler(len(self.train_data), cfg.batch_size, cfg.seed, start=self.samples_seen,
                                   rank=acc.process_index, world=acc.num_processes)
         loader = DataLoader(

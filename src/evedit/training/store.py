@@ -140,6 +140,12 @@ class EncodedStore(Dataset):
                     f"than this stage loads; rebuild it with `evedit data build` for this model."
                 )
 
+    def column(self, name: str) -> torch.Tensor:
+        """One int field (``task``, ...) of every item, in item order."""
+        if name not in self.layout.ints:
+            raise EveditError(f"A '{self.kind}' store has no per-item field '{name}'.")
+        return torch.cat([self._open(i).get_slice(name)[:] for i in range(len(self.shards))]).long()[:self.n]
+
     def _open(self, shard: int):
         if shard not in self._handles:
             self._handles[shard] = safe_open(str(self.shards[shard]), framework="pt")

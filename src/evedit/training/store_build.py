@@ -36,10 +36,22 @@ from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, text_hash
 BUILD_STATE = ".build.json"  # the parameters of an unfinished build, to resume only the same one
 
 
-def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, size: int = 64) -> Dataset:
-    """The train items a store of ``kind`` encodes: ShapeWorld's, or a file/folder in a stage format."""
+def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, size: int = 64,
+                   tasks: tuple[str, ...] | None = None) -> Dataset:
+    """The train items a store of ``kind`` encodes: ShapeWorld's, or a file/folder in a stage format.
+
+    ``tasks`` limits ShapeWorld's edit or align items to those tasks (an isolation run's store).
+    """
     if kind not in LAYOUTS:
         raise EveditError(f"Unknown store kind '{kind}'; choose one of {', '.join(LAYOUTS)}.")
+    if tasks is not None:
+        from ..world import TASKS
+
+        if source != "shapeworld" or kind not in ("edit", "align"):
+            raise EveditError("--tasks chooses ShapeWorld's edit or align items; it does not apply here.")
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown or not tasks:
+            raise EveditError(f"--tasks takes ShapeWorld task names ({', '.join(TASKS)}); got {', '.join(tasks) or 'none'}.")
     if source == "shapeworld":
         from .. import world
 
@@ -47,7 +59,8 @@ def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, s
             raise EveditError("A ShapeWorld store needs --items (how many train items to render).")
         cls = {"image": world.ImageCaptionDataset, "edit": world.EditTripletDataset,
                "video": world.ClipCaptionDataset, "align": world.AlignmentDataset}[kind]
-        return cls(split="train", length=items, config=world.WorldConfig(frames=frames))
+        extra = {"tasks": tuple(tasks)} if tasks else {}
+        return cls(split="train", length=items, config=world.WorldConfig(frames=frames), **extra)
     data = _file_dataset(kind, Path(source), frames, size)
     return Subset(data, range(min(items, len(data)))) if items else data
 
@@ -168,7 +181,7 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
 
 def build_command(kind: str, out: str | Path, *, items: int | None, source: str = "shapeworld",
                   vae: str | Path = "runs/codec/export/vae", frames: int = 8, shard_items: int = 1024,
-                  batch_size: int = 64, progress: bool = True) -> dict:
+                  batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None) -> dict:
     """What ``evedit data build`` does: load the frozen encoders, pick the source, build."""
     from .stages.common import load_vae, text_encoder
     from .stages.t2i import resolve_vae_folder
@@ -178,6 +191,7 @@ def build_command(kind: str, out: str | Path, *, items: int | None, source: str 
     if shard_items < 1 or batch_size < 1:
         raise EveditError("--shard-items and --batch-size must be at least 1.")
     folder = resolve_vae_folder(vae)
-    data = source_dataset(kind, source, items, frames=frames)
-    return build_store(kind, data, load_vae(folder), text_encoder(), out, source=source, vae_path=str(folder),
+    data = source_dataset(kind, source, items, frames=frames, tasks=tasks)
+    label = f"{source} ({', '.join(tasks)})" if tasks else source
+    return build_store(kind, data, load_vae(folder), text_encoder(), out, source=label, vae_path=str(folder),
                        shard_items=shard_items, batch_size=batch_size, progress=progress)

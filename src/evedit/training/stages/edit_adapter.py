@@ -13,6 +13,13 @@ teacher supports classifier-free and image guidance at inference.
 
 With ``data: {kind: store, path: ...}`` the train items come encoded from an ``edit`` store
 (``evedit data build edit``): latents and text states are read, not computed, in the step.
+
+What a rare, small edit gets of the objective (evedit's choices, measured in
+benchmarks/results/proxy_edit_adapter_*.md): ``edit_weight`` stresses the latent positions the edit
+changes, and ``task_weights`` draws some tasks' items more often (store data). On the natural mix a
+colour edit is one item in 14 and a few latent positions of 256, and the adapter learned to keep
+every object's input colour. ``pooled_instruction`` and ``text_every_level`` widen the instruction's
+path into the ControlNet.
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ from ...io import write_image
 from ...losses import denoising_loss, edit_region_weights
 from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
-from ...models.edit_adapter import EditAdapter, controlnet_from_unet, text_at_every_level
+from ...models.edit_adapter import (
+    EditAdapter, controlnet_from_unet, instruction_in_time_embedding, text_at_every_level,
+)
 from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
+from ..data import WeightedStepSampler
 from ..store import drop_states, open_store
 from .common import (
     drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss,
@@ -58,6 +68,8 @@ class EditAdapterConfig:
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
     edit_weight: float = 0.0  # extra loss weight where the edit changes the latent (edit_region_weights); 0: off
     text_every_level: bool = False  # cross-attention to the instruction at every level (text_at_every_level)
+    pooled_instruction: bool = False  # the pooled instruction in the timestep embedding (instruction_in_time_embedding)
+    task_weights: dict = field(default_factory=dict)  # task -> how often its items are drawn (others 1); store data
 
 
 class EditAdapterStage:
@@ -72,10 +84,15 @@ class EditAdapterStage:
         if config.edit_weight > 0 and config.snr_gamma > 0:
             raise EveditError("Use edit_weight or snr_gamma, not both: the loss takes one weighting.")
         self.config, self.tasks = config, tuple(TASKS)
+        if set(config.task_weights) - set(self.tasks) or any(float(w) <= 0 for w in config.task_weights.values()):
+            raise EveditError(f"task_weights takes ShapeWorld task names ({', '.join(self.tasks)}) with weights "
+                              f"above 0; got {dict(config.task_weights)}.")
         self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
         controlnet = self._init_controlnet(config.init_from)
         if config.text_every_level:
             controlnet = text_at_every_level(controlnet)
+        if config.pooled_instruction:
+            controlnet = instruction_in_time_embedding(controlnet)
         self.adapter = EditAdapter(controlnet, cond_space="latent")
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
@@ -122,6 +139,23 @@ class EditAdapterStage:
             return EditTripletFile(self.config.data["path"], size=64, tasks=self.tasks)
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 64)
         return EditTripletDataset(split=split, length=length)
+
+    def batch_sampler(self, step: int, rank: int, world: int, accum: int, batch: int):
+        """Items drawn by ``task_weights`` (None, the loop's default stream, when there are none).
+
+        A rare task's gradient is small beside the rest of the data's: a colour edit changes a few
+        latent positions of one item in 14, and 0.2.0's adapter learned to keep every object's
+        input colour (benchmarks/results/proxy_edit_adapter_instruction.md). Weighting the local
+        tasks' items is evedit's choice; the paper's adapter trains on Emu Edit's own task mix.
+        """
+        weights = self.config.task_weights
+        if not weights:
+            return None
+        if not hasattr(self, "store"):
+            raise EveditError("task_weights needs the edit adapter's data from a store (data: {kind: store, ...}).")
+        per_task = torch.tensor([float(weights.get(t, 1.0)) for t in self.tasks])
+        return WeightedStepSampler(per_task[self.store.column("task")], self.config.seed, step, rank, world,
+                                   accum, batch)
 
     # ---- loss -------------------------------------------------------------------------------
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
