@@ -147,6 +147,17 @@ def test_pooled_instruction_starts_equal_then_shifts_every_block_and_round_trips
     assert stage.adapter.controlnet.config.addition_embed_type == "text"
 
 
+def test_edit_weight_applies_only_from_its_min_t(parts):
+    stages = {name: EditAdapterStage(EditAdapterConfig(**parts, **kw)) for name, kw in (
+        ("plain", {}), ("weighted", {"edit_weight": 8.0}), ("never", {"edit_weight": 8.0, "edit_weight_min_t": 1000}))}
+    batch = default_collate([stages["plain"].dataset("train")[i] for i in range(2)])
+    batch["task"] = torch.zeros(2, dtype=torch.long)  # a local task, so the weights are not uniform
+    with torch.no_grad():
+        loss = {k: float(s.loss(batch, torch.Generator().manual_seed(3))["loss"]) for k, s in stages.items()}
+    assert loss["never"] == pytest.approx(loss["plain"], rel=1e-6)  # t < 1000 always: no item weighted
+    assert loss["weighted"] != pytest.approx(loss["plain"], rel=1e-4)
+
+
 def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):
     stage = VideoAdapterStage(VideoAdapterConfig(**parts, eval_items=1, eval_steps=2))
     data = stage.dataset("train")

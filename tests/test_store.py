@@ -197,6 +197,8 @@ def test_edit_region_weights_stress_what_the_edit_changes():
     missed_rest[0, :, 6:8, 6:8] = 1.0  # 4 unchanged positions wrong by as much
     assert float(denoising_loss(missed_edit, target)) == float(denoising_loss(missed_rest, target))
     assert float(denoising_loss(missed_edit, target, w)) == pytest.approx(5 * float(denoising_loss(missed_rest, target, w)))
+    on_top = edit_region_weights(source, target, 4.0, renormalise=False)  # unchanged positions keep 1
+    assert float(on_top[0, 0, 0, 0]) == 1.0 and float(on_top[0, 0, 2, 2]) == pytest.approx(5.0)
 
 
 def test_max_minutes_stops_training_and_exports(parts, vae, minilm, tmp_path):

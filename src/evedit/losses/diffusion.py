@@ -21,7 +21,8 @@ def denoising_loss(model_output: torch.Tensor, target: torch.Tensor,
     return torch.mean(err.flatten(1).mean(1) * weights.to(err))
 
 
-def edit_region_weights(source: torch.Tensor, target: torch.Tensor, strength: float) -> torch.Tensor:
+def edit_region_weights(source: torch.Tensor, target: torch.Tensor, strength: float,
+                        renormalise: bool = True) -> torch.Tensor:
     """Per-position loss weights (B, 1, h, w) that stress where an edit changes the image.
 
     ``source`` and ``target`` are the clean latents (B, C, h, w) before and after the edit. The
@@ -30,12 +31,13 @@ def edit_region_weights(source: torch.Tensor, target: torch.Tensor, strength: fl
     local edit (a recoloured object, a few percent of the frame) otherwise weighs as little in the
     MSE as its area, and the adapter learns to copy the input first; a global edit changes every
     position and keeps near-uniform weights. (evedit's choice, not the paper's: EVE trains its
-    adapter with the plain denoising loss on far larger data.)
+    adapter with the plain denoising loss on far larger data.) With ``renormalise=False`` the
+    unchanged positions keep weight 1 and the edit's weight comes on top.
     """
     change = (target.float() - source.float()).abs().mean(1, keepdim=True)  # (B, 1, h, w)
     change = change / change.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1)
     weights = 1 + strength * change
-    return weights / weights.flatten(1).mean(1).view(-1, 1, 1, 1)
+    return weights / weights.flatten(1).mean(1).view(-1, 1, 1, 1) if renormalise else weights
 
 
 def min_snr_weights(snr: torch.Tensor, gamma: float, v_prediction: bool = True) -> torch.Tensor:

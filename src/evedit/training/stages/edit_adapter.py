@@ -67,6 +67,8 @@ class EditAdapterConfig:
     init_from: str | None = None  # a trained ControlNet folder to continue from; None: from the backbone
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
     edit_weight: float = 0.0  # extra loss weight where the edit changes the latent (edit_region_weights); 0: off
+    edit_weight_min_t: int = 0  # the edit weight only for items noised to t >= this (where an edit is decided)
+    edit_weight_renorm: bool = True  # the weights' mean 1 per item (False: unchanged positions keep weight 1)
     text_every_level: bool = False  # cross-attention to the instruction at every level (text_at_every_level)
     pooled_instruction: bool = False  # the pooled instruction in the timestep embedding (instruction_in_time_embedding)
     task_weights: dict = field(default_factory=dict)  # task -> how often its items are drawn (others 1); store data
@@ -189,6 +191,10 @@ class EditAdapterStage:
         return (drop_states(batch[f"{key}_states"], no_text, null),
                 drop_states(batch["instruction_states"], no_text, null))
 
+    def _region_weights(self, source: torch.Tensor, x0: torch.Tensor) -> torch.Tensor | None:
+        c = self.config
+        return edit_region_weights(source, x0, c.edit_weight, c.edit_weight_renorm) if c.edit_weight > 0 else None
+
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.unet.device
         stored = "target" in batch  # an encoded store's item
@@ -200,11 +206,14 @@ class EditAdapterStage:
                 source = self._encode(batch["input_image"].to(device))
         n = x0.shape[0]
         no_text, no_image = self._dropout_masks(n, generator)
-        region = edit_region_weights(source, x0, self.config.edit_weight) if self.config.edit_weight > 0 else None
+        region = self._region_weights(source, x0)
         source = source * (~no_image).to(source).view(-1, 1, 1, 1)
         caption, instruction = (self._stored_prompts if stored else self._prompts)(batch, no_text)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
+        if region is not None and self.config.edit_weight_min_t > 0:
+            low = (t < self.config.edit_weight_min_t).view(-1, 1, 1, 1)
+            region = torch.where(low, torch.ones_like(region), region)
         x_t = self.schedule.add_noise(x0, noise, t)
         out = image_edit_forward(self.unet, self.adapter, x_t, t, caption, instruction, source,
                                  batch["task"].to(device))
