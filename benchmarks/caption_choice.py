@@ -22,12 +22,9 @@ import time
 import numpy as np
 import torch
 
-from evedit.diffusion import ddim_sample, ddim_timesteps
-from evedit.models import Conditioning, load_model
-from evedit.models.codec import decode_video, encode_video
-from evedit.models.guided import edit_teacher_guided
+from evedit.models import load_model
 from evedit.training.fdd.config import FDDConfig
-from evedit.training.quality import triplet_accuracies
+from evedit.training.quality import guided_edits, mean_accuracy
 from evedit.training.stages.common import psnr
 from evedit.world import TASKS, EditTripletDataset
 
@@ -43,7 +40,6 @@ def caption_texts(batch: dict, choice: str) -> list[str]:
 
 @torch.no_grad()
 def run(model, choices, per_task: int, steps: int, split: str) -> dict:
-    teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     table = {c: {} for c in choices}
     table["identity"] = {}
     acc = {c: {} for c in choices}
@@ -51,22 +47,10 @@ def run(model, choices, per_task: int, steps: int, split: str) -> dict:
         data = EditTripletDataset(split, per_task, tasks=(task,))
         batch = torch.utils.data.default_collate([data[i] for i in range(per_task)])
         table["identity"][task] = float(psnr(batch["input_image"], batch["output_image"]).mean())
-        src = encode_video(model.vae, batch["input_image"][:, :, None])
-        instr = model.text_encoder(list(batch["instruction"])).hidden_states
         for choice in choices:
-            cond = Conditioning(caption=model.text_encoder(caption_texts(batch, choice)).hidden_states,
-                                instruction=instr, source=src, task=batch["task"])
-
-            def fn(x, t):
-                return edit_teacher_guided(teacher, x, t, cond, null, FDDConfig.edit_image_scale,
-                                           FDDConfig.edit_text_scale)
-
-            g = torch.Generator().manual_seed(17 * TASKS.index(task))
-            z = ddim_sample(fn, torch.randn(src.shape, generator=g), ddim_timesteps(steps), model.schedule)
-            out = decode_video(model.vae, z)[:, :, 0]
+            out = guided_edits(model, batch, caption_texts(batch, choice), steps, 17 * TASKS.index(task))
             table[choice][task] = float(psnr(out, batch["output_image"]).mean())
-            hits = [h for h in triplet_accuracies(data, 0, out) if h is not None]
-            acc[choice][task] = float(np.mean(hits)) if hits else float("nan")
+            acc[choice][task] = mean_accuracy(data, 0, out)
         print(task, {c: round(table[c][task], 2) for c in table}, {c: acc[c][task] for c in acc}, flush=True)
     return table, acc
 

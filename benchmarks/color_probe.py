@@ -3,8 +3,8 @@
 For a ShapeWorld model folder and one task (default ``color``), on test-split frames, from the
 instruction alone (the backbone's text empty):
 
-- **guided edit**: the edit teacher with ip2p dual guidance (image 1.5, text 2.0), DDIM 25 from
-  noise; PSNR against the exact edit and edit accuracy (``evedit.eval.accuracy``);
+- **guided edit**: the edit teacher with its ip2p dual guidance
+  (``evedit.training.quality.guided_edits``), DDIM 25 from noise; PSNR against the exact edit and edit accuracy (``evedit.eval.accuracy``);
 - **x0 probe**: the latent of the exact *edited* frame noised to step t, the teacher's unguided x0
   estimate from it decoded and scored by the accuracy rule, with the instruction and with it nulled.
   An adapter that restores the input's colour even at t = 500 (x_t already shows the asked colour)
@@ -17,23 +17,15 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
-from evedit.diffusion import ddim_sample, ddim_timesteps
 from evedit.models import Conditioning, load_model
 from evedit.models.codec import decode_video, encode_video
-from evedit.models.guided import edit_teacher_guided
-from evedit.training.quality import triplet_accuracies
+from evedit.training.quality import guided_edits, mean_accuracy
 from evedit.training.stages.common import psnr
 from evedit.world import EditTripletDataset
 
 PROBE_STEPS = (999, 900, 700, 500, 300)
-
-
-def accuracy(data, frames: torch.Tensor) -> float:
-    hits = [h for h in triplet_accuracies(data, 0, frames) if h is not None]
-    return float(np.mean(hits)) if hits else float("nan")
 
 
 @torch.no_grad()
@@ -41,23 +33,21 @@ def run(model_path: str, task: str, n: int) -> None:
     m = load_model(model_path)
     data = EditTripletDataset("test", n, tasks=(task,))
     b = torch.utils.data.default_collate([data[i] for i in range(n)])
+    out = guided_edits(m, b, None, 25, 0)
+    print(f"{model_path} {task}: guided edit {float(psnr(out, b['output_image']).mean()):.2f} dB, "
+          f"accuracy {mean_accuracy(data, 0, out):.0%}", flush=True)
     teacher, null = m.denoiser("edit"), m.text_encoder([""]).hidden_states
     src = encode_video(m.vae, b["input_image"][:, :, None])
     truth = encode_video(m.vae, b["output_image"][:, :, None])
     instruction = m.text_encoder(list(b["instruction"])).hidden_states
     cond = Conditioning(caption=null.expand_as(instruction), instruction=instruction, source=src, task=b["task"])
-    z = ddim_sample(lambda x, t: edit_teacher_guided(teacher, x, t, cond, null, 1.5, 2.0),
-                    torch.randn(src.shape, generator=torch.Generator().manual_seed(0)), ddim_timesteps(25), m.schedule)
-    out = decode_video(m.vae, z)[:, :, 0]
-    print(f"{model_path} {task}: guided edit {float(psnr(out, b['output_image']).mean()):.2f} dB, "
-          f"accuracy {accuracy(data, out):.0%}", flush=True)
     for label, states in (("with the instruction", instruction), ("instruction nulled", null.expand_as(instruction))):
         row = []
         for step in PROBE_STEPS:
             t = torch.full((n,), step)
             x_t = m.schedule.add_noise(truth, torch.randn(truth.shape, generator=torch.Generator().manual_seed(step)), t)
             x0, _ = m.schedule.split(teacher(x_t, t, cond.replace(instruction=states)), x_t, t)
-            row.append(f"t={step} {accuracy(data, decode_video(m.vae, x0)[:, :, 0]):.0%}")
+            row.append(f"t={step} {mean_accuracy(data, 0, decode_video(m.vae, x0)[:, :, 0]):.0%}")
         print(f"  x0 probe, {label}: " + ", ".join(row), flush=True)
 
 

@@ -156,6 +156,9 @@ def test_edit_weight_applies_only_from_its_min_t(parts):
         loss = {k: float(s.loss(batch, torch.Generator().manual_seed(3))["loss"]) for k, s in stages.items()}
     assert loss["never"] == pytest.approx(loss["plain"], rel=1e-6)  # t < 1000 always: no item weighted
     assert loss["weighted"] != pytest.approx(loss["plain"], rel=1e-4)
+    for unused in ({"edit_weight_min_t": 500}, {"edit_weight_renorm": False}):
+        with pytest.raises(EveditError, match="set edit_weight above 0"):
+            EditAdapterStage(EditAdapterConfig(**parts, **unused))
 
 
 def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):
@@ -197,3 +200,35 @@ def test_two_step_smoke_through_the_cli(parts, tmp_path, stage):
     export = tmp_path / "run" / "export"
     wanted = ["controlnet"] if stage == "edit-adapter" else ["motion_adapter", "first_frame"]
     assert all((export / w / "config.json").is_file() for w in wanted)
+
+
+def _loss_and_grads(stage, batch):
+    losses = stage.loss(batch, torch.Generator().manual_seed(0))
+    losses["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in stage.adapter.controlnet.named_parameters() if p.grad is not None}
+    return losses["loss"].detach(), grads
+
+
+def test_gradient_checkpointing_recomputes_the_frozen_unet_and_gives_the_same_gradients(parts):
+    from evedit.training.recompute import enable_activation_checkpointing
+
+    torch.manual_seed(0)
+    plain = EditAdapterStage(EditAdapterConfig(**parts))
+    torch.manual_seed(0)
+    recomputed = EditAdapterStage(EditAdapterConfig(**parts))
+    for stage in (plain, recomputed):
+        stage.unet.requires_grad_(False)
+        stage.vae.requires_grad_(False)
+        with torch.no_grad():  # a trained adapter: its zero convolutions pass gradients on
+            for conv in [*stage.adapter.controlnet.controlnet_down_blocks, stage.adapter.controlnet.controlnet_mid_block]:
+                conv.weight.copy_(torch.linspace(-0.05, 0.05, conv.weight.numel()).view_as(conv.weight))
+    names = enable_activation_checkpointing(recomputed.modules())
+    assert {"unet", "controlnet", "vae"} <= set(names)
+    assert recomputed.unet.is_gradient_checkpointing and not plain.unet.is_gradient_checkpointing
+    data = plain.dataset("train")
+    batch = default_collate([data[i] for i in range(2)])
+    (loss_a, grads_a), (loss_b, grads_b) = _loss_and_grads(plain, batch), _loss_and_grads(recomputed, batch)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert set(grads_a) == set(grads_b) and len(grads_a) > 10
+    assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6, rtol=1e-4) for n in grads_a)
+    assert any(grads_a[n].abs().sum() > 0 for n in grads_a if n.startswith("down_blocks.0"))

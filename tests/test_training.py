@@ -90,6 +90,19 @@ def test_t2i_smoke_run_on_the_codec_export(codec_run, tmp_path):
     assert_no_pickles(out)
 
 
+def test_gradient_checkpointing_trains_the_same_steps(codec_run, tmp_path, capsys):
+    recipe = (TINY / "t2i.yaml").read_text().replace("runs/tiny/codec/export/vae", str(codec_run / "export"))
+    (tmp_path / "plain.yaml").write_text(recipe)
+    (tmp_path / "recompute.yaml").write_text(recipe.replace("train:\n", "train:\n  gradient_checkpointing: true\n"))
+    for name in ("plain", "recompute"):
+        assert cli("t2i", "--config", tmp_path / f"{name}.yaml", "--out", tmp_path / name) == 0
+    assert "gradient checkpointing: unet" in capsys.readouterr().err
+    a, b = records(tmp_path / "plain"), records(tmp_path / "recompute")
+    for step in (1, 2):
+        assert a[step]["loss"] == pytest.approx(b[step]["loss"], rel=1e-5)
+        assert a[step]["grad_norm"] == pytest.approx(b[step]["grad_norm"], rel=1e-4)
+
+
 def test_resume_continues_exactly(tmp_path):
     recipe = ["--config", TINY / "codec.yaml"]
     assert cli("codec", *recipe, "--max-steps", 4, "--out", tmp_path / "a") == 0

@@ -40,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # diffusers' training scripts use ~1e-2; 0 is safe for short runs
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"; forced to "no" on CPU (no speed-up there)
+    gradient_checkpointing: bool = False  # recompute the models' blocks in backward (evedit.training.recompute)
     ema_decay: float = 0.999  # EMA of the trained weights (0 disables); diffusers' warm-up applies
     clip_grad: float = 1.0  # max global grad norm (0 disables clipping; the norm is still logged)
     log_every: int = 10  # steps between TensorBoard/metrics.jsonl loss records

@@ -54,6 +54,7 @@ from .distributed import (
 )
 from .loop_checkpoints import Checkpointing, NonFiniteLoss
 from .signals import ignore_sigint, raise_stop, sigint_to_flag
+from .recompute import enable_activation_checkpointing
 from .turns import Turn
 
 
@@ -123,6 +124,9 @@ class Trainer(Checkpointing):
             return self.stage.turns()
         cfg = self.cfg
         self.trainable = self._freeze(self.stage.modules())
+        if cfg.gradient_checkpointing:
+            names = enable_activation_checkpointing(self.stage.modules())
+            self.bar_note = f"gradient checkpointing: {', '.join(names) or 'no model supports it'}."
         unique = {id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
                   for key, p in m.named_parameters()}  # a module listed twice is trained once
         params = list(unique.values())

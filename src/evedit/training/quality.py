@@ -113,28 +113,17 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
 
     image_scale = FDDConfig.edit_image_scale if image_scale is None else image_scale
     text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
-    teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     out: dict[str, float] = {}
     accuracy: dict[str, float | None] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
         values, hits, data = [], [], EditTripletDataset(split, per_task, tasks=(task,))
         for start, batch in zip(range(0, per_task, 16), _batches(data, per_task, 16)):
-            src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
-            instruction = model.text_encoder(list(batch["instruction"])).hidden_states
             if model.spec.prompt_routing == "instruction":
-                caption = instruction
-            elif with_caption:
-                caption = model.text_encoder(list(batch["output_caption"])).hidden_states
+                captions = list(batch["instruction"])
             else:
-                caption = null.expand_as(instruction)
-            cond = Conditioning(caption=caption, instruction=instruction, source=src, task=batch["task"])
-
-            def fn(x, t):
-                return edit_teacher_guided(teacher, x, t, cond, null, image_scale, text_scale)
-
-            g = torch.Generator().manual_seed(len(values) + 17 * TASKS.index(task))
-            z = ddim_sample(fn, torch.randn(src.shape, generator=g), ddim_timesteps(steps), model.schedule)
-            images = decode_video(model.vae, z)[:, :, 0]  # (B, 3, H, W) in [-1, 1]
+                captions = list(batch["output_caption"]) if with_caption else None
+            images = guided_edits(model, batch, captions, steps, len(values) + 17 * TASKS.index(task),
+                                  image_scale, text_scale)
             values.append(_psnr(images, batch["output_image"]))
             hits += triplet_accuracies(data, start, images)
         out[task] = float(torch.cat(values).mean())
@@ -145,6 +134,36 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
             "accuracy_mean": float(np.mean(judged_tasks)) if judged_tasks else None, "accuracy_per_task": accuracy,
             "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale,
             "caption": "output caption given" if with_caption else "instruction alone"}
+
+
+@torch.no_grad()
+def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps: int, seed: int,
+                 image_scale: float | None = None, text_scale: float | None = None) -> torch.Tensor:
+    """The edit teacher's edits of a triplet batch's input frames: ip2p dual guidance, DDIM
+    ``steps`` from noise drawn with ``seed``. ``captions``: the backbone's texts (None: the empty
+    text, what a user with only an instruction gives). Scales default to the teacher's own
+    (:class:`~evedit.training.fdd.config.FDDConfig`). Returns (B, 3, H, W) in [-1, 1]."""
+    from .fdd.config import FDDConfig
+
+    image_scale = FDDConfig.edit_image_scale if image_scale is None else image_scale
+    text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
+    teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
+    src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
+    instruction = model.text_encoder(list(batch["instruction"])).hidden_states
+    caption = null.expand_as(instruction) if captions is None else model.text_encoder(captions).hidden_states
+    cond = Conditioning(caption=caption, instruction=instruction, source=src, task=batch["task"])
+
+    def fn(x, t):
+        return edit_teacher_guided(teacher, x, t, cond, null, image_scale, text_scale)
+
+    noise = torch.randn(src.shape, generator=torch.Generator().manual_seed(seed))
+    return decode_video(model.vae, ddim_sample(fn, noise, ddim_timesteps(steps), model.schedule))[:, :, 0]
+
+
+def mean_accuracy(data: EditTripletDataset, start: int, images: torch.Tensor) -> float:
+    """The mean of :func:`triplet_accuracies` over the judged items (NaN when none is judged)."""
+    judged = [h for h in triplet_accuracies(data, start, images) if h is not None]
+    return float(np.mean(judged)) if judged else float("nan")
 
 
 def triplet_accuracies(data: EditTripletDataset, start: int, images: torch.Tensor) -> list[float | None]:

@@ -85,6 +85,9 @@ class EditAdapterStage:
                               f"got {config.prompt_routing!r}.")
         if config.edit_weight > 0 and config.snr_gamma > 0:
             raise EveditError("Use edit_weight or snr_gamma, not both: the loss takes one weighting.")
+        if config.edit_weight <= 0 and (config.edit_weight_min_t > 0 or not config.edit_weight_renorm):
+            raise EveditError("edit_weight_min_t and edit_weight_renorm shape the edit-region weight; "
+                              "set edit_weight above 0 to use them.")
         self.config, self.tasks = config, tuple(TASKS)
         if set(config.task_weights) - set(self.tasks) or any(float(w) <= 0 for w in config.task_weights.values()):
             raise EveditError(f"task_weights takes ShapeWorld task names ({', '.join(self.tasks)}) with weights "
