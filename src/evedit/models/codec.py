@@ -2,8 +2,9 @@
 
 Two diffusers classes serve as the codec: ``AutoencoderKL`` (SD 1.5's VAE, and ShapeWorld's
 codecs up to 0.1.0) and ``AutoencoderDC`` (the deep-compression autoencoder of Sana, whose
-space-to-channel shortcuts let a small codec train far faster; ShapeWorld's codec from 0.2.0,
-measured in ``benchmarks/results/codec_design.md``). Every caller goes through the functions
+space-to-channel shortcuts let a small codec train far faster; ShapeWorld's next codec,
+``models/parts/codec-dc``, measured in ``benchmarks/results/codec_design.md``; the shipped 0.2.0
+model still carries the KL codec). Every caller goes through the functions
 here, so the class is read from the loaded model, never assumed. ``AutoencoderDC`` is
 deterministic: ``sample=True`` returns its latent unchanged.
 

@@ -40,7 +40,7 @@ SHAPEWORLD_VAE = dict(
     scaling_factor=1.0,  # re-estimated from latent statistics when the codec is trained
 )
 
-# ShapeWorld's codec from 0.2.0: diffusers' AutoencoderDC (Sana's deep-compression autoencoder)
+# ShapeWorld's next codec (models/parts/codec-dc; 0.2.0 still ships the KL one): diffusers' AutoencoderDC (Sana's deep-compression autoencoder)
 # at 64x64 <-> 16x16x16. Its space-to-channel shortcuts around every resolution change make the
 # network learn a residual over a fixed pixel-unshuffle code, which trained 20.8 dB in 200 steps
 # where the KL codec reached 16.2 (benchmarks/results/codec_design.md). No attention, one

@@ -1,8 +1,9 @@
 """Stage ``codec``: train the ShapeWorld codec (64x64 RGB <-> 16x16xC latents).
 
 Two networks (``architecture``): ``kl``, diffusers' ``AutoencoderKL`` (0.1.0's 4-channel codec),
-and ``dc``, ``AutoencoderDC`` (deterministic, with space-to-channel shortcuts; the codec from
-0.2.0, chosen by ``benchmarks/results/codec_design.md``).
+and ``dc``, ``AutoencoderDC`` (deterministic, with space-to-channel shortcuts; chosen by
+``benchmarks/results/codec_design.md`` and trained as ``models/parts/codec-dc``, not yet in a
+shipped model: 0.2.0 still carries 0.1.0's KL codec).
 
 Loss: L1 + L2 reconstruction of a posterior sample (``dc``: of the latent), plus for ``kl`` a
 small KL to the unit Gaussian. L1
