@@ -13,9 +13,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "ShapeWorld 0.2.0 misses this target (measured 2026-12-03): the circle's mean colour stays nearest "
-    "to blue (62, 80, 204) and the frame outside it scores 19.4 dB against the ground truth; strict, so "
-    "a model that passes makes this test fail until the mark is removed"))
+    "ShapeWorld 0.3.0 misses this target (measured 2026-12-03): the circle turns crimson, mean "
+    "(197, 43, 88) over its red pixels, which the colour rule (CIELAB) places nearer pink than red "
+    "(34.2 against 38.6), and the frame outside it scores 19.7 dB against the ground truth (0.2.0: "
+    "the circle stayed blue, 19.4 dB); strict, so a model that passes makes this test fail until the "
+    "mark is removed"))
 def test_demo_clip_turns_the_circle_red_and_keeps_the_rest():
     from evedit.editing import EditPipeline
 
