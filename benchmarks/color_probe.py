@@ -4,7 +4,8 @@ For a ShapeWorld model folder and one task (default ``color``), on test-split fr
 instruction alone (the backbone's text empty):
 
 - **guided edit**: the edit teacher with its ip2p dual guidance
-  (``evedit.training.quality.guided_edits``), DDIM 25 from noise; PSNR against the exact edit and edit accuracy (``evedit.eval.accuracy``);
+  (``evedit.training.quality.guided_edits``), DDIM 25 from noise; PSNR against the exact edit and
+  edit accuracy (``evedit.eval.accuracy``);
 - **x0 probe**: the latent of the exact *edited* frame noised to step t, the teacher's unguided x0
   estimate from it decoded and scored by the accuracy rule, with the instruction and with it nulled.
   An adapter that restores the input's colour even at t = 500 (x_t already shows the asked colour)

@@ -53,8 +53,8 @@ from .distributed import (
     any_process, average_gradients, broadcast_parameters, count_machines, describe, refuse_sharding,
 )
 from .loop_checkpoints import Checkpointing, NonFiniteLoss
-from .signals import ignore_sigint, raise_stop, sigint_to_flag
 from .recompute import enable_activation_checkpointing
+from .signals import ignore_sigint, raise_stop, sigint_to_flag
 from .turns import Turn
 
 
