@@ -14,8 +14,8 @@ budget and the variants, each a set of overrides of the recipe::
 Every variant trains at the same time (one process and one torch thread each, so they share the
 machine alike) for ``minutes`` of training time (``evedit train --max-minutes``), then is
 evaluated by its stage (the final evaluation of its export) and, for ``t2i``, by ShapeCLIP top-1
-of its generations for test captions (the model report's figure, on the shipped model's codec and
-ShapeCLIP when the variant uses that codec). The table goes to ``benchmarks/results/proxy_NAME.md``.
+of its generations for test captions (the model report's figure) and the SDEdit round trip of test
+frames, both through the variant's own codec. The table goes to ``benchmarks/results/proxy_NAME.md``.
 A variant whose export exists is not trained again (a proxy run resumes).
 
 Run: ``python benchmarks/proxy.py benchmarks/proxies/t2i_store_weighting.yaml [--minutes M]``.
@@ -68,22 +68,24 @@ def train_side_by_side(stage: str, recipes: dict[str, Path], minutes: float) -> 
         sys.exit(f"proxy variant(s) {', '.join(failed)} failed; see their train.log")
 
 
-def t2i_top1(export: Path, vae_path: str, items: int) -> float | None:
-    """ShapeCLIP top-1 of the variant's generations (test captions, 10 candidates)."""
+def t2i_figures(export: Path, vae_path: str, items: int) -> dict:
+    """ShapeCLIP top-1 of the variant's generations (test captions, 10 candidates) and the SDEdit
+    round trip (:func:`~evedit.training.quality.t2i_round_trip`), on the variant's own codec."""
     import torch
 
     from evedit.eval.shapeworld import ShapeWorldScorer
     from evedit.models import load_model
-    from evedit.training.quality import t2i_quality
-    from evedit.training.stages.common import load_unet
+    from evedit.training.quality import t2i_quality, t2i_round_trip
+    from evedit.training.stages.common import load_unet, load_vae
+    from evedit.training.stages.t2i import resolve_vae_folder
 
     shipped = ROOT / "models" / "shapeworld"
-    if Path(vae_path).resolve() not in (shipped.resolve(), (shipped / "vae").resolve()):
-        return None  # ShapeCLIP ranks images of the shipped codec's world only through it
     torch.set_num_threads(1)
-    model = load_model(shipped)
-    model.unet = load_unet(export / "unet")
-    return t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
+    model = load_model(shipped)  # text encoder, schedule and spec; ShapeCLIP scores pixels
+    model.unet, model.vae = load_unet(export / "unet"), load_vae(resolve_vae_folder(vae_path))
+    trip = t2i_round_trip(model, items=items)
+    top1 = t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
+    return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}}
 
 
 def figures(stage: str, recipe: Path, items: int) -> dict:
@@ -92,7 +94,7 @@ def figures(stage: str, recipe: Path, items: int) -> dict:
     row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
     if stage == "t2i":
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
-        row["t2i_top1"] = t2i_top1(run, vae, items)
+        row.update(t2i_figures(run, vae, items))
     return row
 
 

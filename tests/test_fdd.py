@@ -220,3 +220,42 @@ def test_empty_routing_aligns_on_the_empty_caption(teacher, routing):
     assert torch.allclose(ab.caption, empty.hidden_states) == (routing == "empty")
     assert torch.allclose(ab.caption_pooled, empty.pooled) == (routing == "empty")
     assert not torch.allclose(ab.instruction, empty.hidden_states)
+
+
+def test_teacher_weights_weigh_each_teachers_terms(teacher, tmp_path):
+    import json
+
+    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.3, "video": 0.7}}, out=str(tmp_path / "w"))
+    align(cfg, teacher=teacher, progress=False)
+    sds, adv = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert sds["g_total"] == pytest.approx(2.5 * (0.3 * sds["sds_edit"] + 0.7 * sds["sds_video"]), rel=1e-5)
+    want = 0.3 * (adv["g_edit"] + 2.5 * adv["sds_edit"]) + 0.7 * (adv["g_video"] + 2.5 * adv["sds_video"])
+    assert adv["g_total"] == pytest.approx(want, rel=1e-5)
+    assert adv["d_total"] == pytest.approx(adv["d_edit"] + adv["d_video"], rel=1e-6)
+
+
+def test_one_teacher_alone_has_only_its_terms_and_critic(teacher, tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 1.0}}, out=str(tmp_path / "edit"))
+    align(cfg, teacher=teacher, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "edit" / "metrics.jsonl").read_text().splitlines()]
+    assert {"sds_edit", "g_edit", "d_edit"} <= set(logs[-1])
+    assert not any("video" in key for r in logs for key in r)
+    state = next((tmp_path / "edit" / "checkpoints").glob("step_*/trainable.safetensors"))
+    with safe_open(str(state), "pt") as f:
+        prefixes = {key.split(".")[0] for key in f.keys()}
+    assert "d_edit" in prefixes and "d_video" not in prefixes
+
+
+def test_unknown_teachers_are_refused_in_one_sentence(tmp_path, capsys):
+    import yaml
+
+    recipe = tmp_path / "align.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "teachers": {"edit": 0.5, "sketch": 0.5}}))
+    assert main(["align", "--config", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "teachers must map some of edit, video" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

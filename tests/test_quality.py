@@ -72,3 +72,19 @@ def test_figures_are_deterministic(quick):
 
     again = codec_quality(load_model(SHIPPED), SIZES["quick"]["codec"])
     assert again["psnr"] == pytest.approx(quick["codec"]["psnr"], abs=1e-4)
+
+
+def test_round_trip_keeps_more_the_less_it_is_noised():
+    """SDEdit's round trip: barely noised, a frame comes back about as the codec alone gives it;
+    noised to t=600 the backbone must invent much of it, and the figure falls well below."""
+    import torch
+
+    from evedit.models import load_model
+    from evedit.training.quality import codec_quality, t2i_round_trip
+
+    torch.manual_seed(0)
+    model = load_model(SHIPPED)
+    trip = t2i_round_trip(model, items=8, noise_levels=(5, 600), steps=10)
+    codec = codec_quality(model, items=8)["psnr"]
+    assert abs(trip["psnr_t5"] - codec) < 1.0
+    assert trip["psnr_t600"] < codec - 3

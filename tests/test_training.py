@@ -138,6 +138,14 @@ def test_t2i_trains_only_the_unet(codec_run, tmp_path):
         assert all(p.requires_grad == (name == "unet") for p in module.parameters())
 
 
+def test_t2i_unet_overrides_change_the_backbone_and_the_codec_sets_its_channels(codec_run):
+    wide = T2IStage(T2IConfig(vae_path=str(codec_run / "export" / "vae"),
+                              unet={"block_out_channels": [64, 128, 128], "in_channels": 9}))
+    assert list(wide.unet.config.block_out_channels) == [64, 128, 128]
+    channels = wide.vae.config.latent_channels
+    assert wide.unet.config.in_channels == wide.unet.config.out_channels == channels != 9
+
+
 def test_codec_decoder_only_keeps_the_encoder_and_its_latent_scale(codec_run, tmp_path):
     vae = codec_run / "export" / "vae"
     stage = CodecStage(CodecConfig(init_from=str(vae), decoder_only=True, eval_items=2, sample_items=1,

@@ -82,7 +82,7 @@ def edit_command(
     stride: int = typer.Option(1, "--stride", help="Edit every N-th frame (the output's fps is divided by N)."),
     window: Optional[int] = typer.Option(None, "--window", help="Frames per window (default: the model's, 8)."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Frames shared by consecutive windows (default 1)."),
-    first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 10, as in alignment)."),
+    first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 4; the alignment used 10, no better measured)."),
     fit: str = typer.Option("crop", "--fit", help="crop: edit the centre square; stretch: the whole frame, squashed."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Also write input and output side by side (.gif or .mp4)."),
     start: Optional[str] = typer.Option(None, "--start", help="Edit from here: seconds (1.5 or 1.5s) or a 0-based frame number (12f)."),
@@ -185,7 +185,8 @@ def world_tasks() -> None:
 @app.command("train")
 def train_command(
     stage: str = typer.Argument(..., help="Stage to train: [bold]codec[/], [bold]t2i[/], [bold]edit-adapter[/], "
-                                "[bold]video-adapter[/], [bold]clip[/] or [bold]task-classifier[/]."),
+                                "[bold]video-adapter[/], [bold]clip[/], [bold]task-classifier[/], [bold]style-lora[/] or "
+                                "[bold]subject-lora[/]."),
     config: Path = typer.Option(..., "--config", "-c",
                                 help="Recipe YAML with [bold]train:[/] and [bold]stage:[/] sections, e.g. configs/codec.yaml."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Override the recipe's train.max_steps."),

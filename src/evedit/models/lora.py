@@ -6,6 +6,9 @@ The regex excludes the temporal layers (``motion_modules``), whose attention pro
 same names (dependency probe, gotcha 5), and the ControlNet, which is a separate model.
 EVE gives no rank; the ShapeWorld default is 8 and ``lora_alpha`` equals the rank (scale 1).
 peft initialises B to zero, so the student equals plug-and-play before alignment.
+
+The same helpers serve the backbone's other LoRAs (a style or subject LoRA, peft adapters named
+``style`` / ``subject`` on the same projections): each takes the adapter's name, ``align`` by default.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ def lora_config(rank: int = 8, alpha: float | None = None) -> LoraConfig:
     )
 
 
-def add_alignment_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None) -> None:
-    """Inject the alignment LoRA into ``unet`` (a diffusers model with ``add_adapter``)."""
-    unet.add_adapter(lora_config(rank, alpha), adapter_name=ADAPTER_NAME)
+def add_alignment_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None,
+                       adapter: str = ADAPTER_NAME) -> None:
+    """Inject the alignment LoRA (or the LoRA named ``adapter``) into ``unet`` (a diffusers model with ``add_adapter``)."""
+    unet.add_adapter(lora_config(rank, alpha), adapter_name=adapter)
 
 
 def reset_alignment_lora(unet: nn.Module) -> None:
@@ -48,23 +52,24 @@ def lora_layers(model: nn.Module) -> list[LoraLayer]:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
-def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The LoRA A and B weights, found by module identity (not by parameter name)."""
-    params = []
-    for layer in lora_layers(model):
-        for bank in (layer.lora_A, layer.lora_B):
-            if ADAPTER_NAME in bank:
-                params.extend(bank[ADAPTER_NAME].parameters())
-    return params
+def lora_modules(model: nn.Module, adapter: str = ADAPTER_NAME) -> list[nn.Module]:
+    """The LoRA A and B layers of ``adapter``, found by module identity (not by parameter name)."""
+    return [bank[adapter] for layer in lora_layers(model) for bank in (layer.lora_A, layer.lora_B)
+            if adapter in bank]
+
+
+def lora_parameters(model: nn.Module, adapter: str = ADAPTER_NAME) -> list[nn.Parameter]:
+    """The LoRA A and B weights of ``adapter``."""
+    return [p for m in lora_modules(model, adapter) for p in m.parameters()]
 
 
 @contextmanager
 def lora_disabled(unet: nn.Module):
-    """Run ``unet`` without its LoRA (the teachers and plug-and-play share the student's backbone)."""
+    """Run ``unet`` without its LoRAs (the teachers and plug-and-play share the student's backbone)."""
     if not lora_layers(unet):
         yield
         return
-    params = lora_parameters(unet)
+    params = [p for layer in lora_layers(unet) for bank in (layer.lora_A, layer.lora_B) for p in bank.parameters()]
     flags = [p.requires_grad for p in params]
     unet.disable_adapters()
     try:
@@ -75,27 +80,29 @@ def lora_disabled(unet: nn.Module):
             p.requires_grad_(flag)
 
 
-def save_lora(unet: nn.Module, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Save only the LoRA weights (safetensors) to ``folder/alignment_lora.safetensors``."""
+def save_lora(unet: nn.Module, folder: str | Path, dtype: torch.dtype | None = None,
+              adapter: str = ADAPTER_NAME, file: str = LORA_FILE) -> Path:
+    """Save only the LoRA weights (safetensors) to ``folder/alignment_lora.safetensors`` (or ``file``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
-    path = folder / LORA_FILE
+    state = get_peft_model_state_dict(unet, adapter_name=adapter)
+    path = folder / file
     save_file({k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in state.items()}, str(path))
     return path
 
 
-def load_lora(unet: nn.Module, folder: str | Path, rank: int, alpha: float | None = None) -> None:
-    """Inject a LoRA of ``rank`` and load its weights; any mismatch raises."""
-    if not lora_layers(unet):
-        add_alignment_lora(unet, rank, alpha)
-    state = load_file(str(Path(folder) / LORA_FILE))
+def load_lora(unet: nn.Module, folder: str | Path, rank: int, alpha: float | None = None,
+              adapter: str = ADAPTER_NAME, file: str = LORA_FILE) -> None:
+    """Inject a LoRA of ``rank`` named ``adapter`` and load its weights; any mismatch raises."""
+    if not lora_modules(unet, adapter):
+        add_alignment_lora(unet, rank, alpha, adapter)
+    state = load_file(str(Path(folder) / file))
     state = {k: v.to(dtype=next(unet.parameters()).dtype) for k, v in state.items()}
-    result = set_peft_model_state_dict(unet, state, adapter_name=ADAPTER_NAME)
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"LoRA weights do not fit this backbone: unexpected keys {unexpected[:3]}")
-    for p in lora_parameters(unet):  # loaded for inference; training re-enables them explicitly
+    for p in lora_parameters(unet, adapter):  # loaded for inference; training re-enables them explicitly
         p.requires_grad_(False)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...errors import EveditError
+
 ABLATIONS = ("none", "no-sds", "no-adv", "no-kbin", "random-init")
+TEACHER_KINDS = ("edit", "video")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
 
 
 @dataclass
@@ -33,8 +36,10 @@ class FDDConfig:
     kbin_first: str = "max"  # first step at T-1 (pure noise at zero terminal SNR) or "random" in bin 1
     grad_checkpointing: bool = False  # recompute each rollout step in backward to save memory
     # --- SDS ---
-    alpha: float = 0.5  # weight of the edit teacher's terms
-    beta: float = 0.5  # weight of the video teacher's terms
+    # Each frozen teacher by name, with the weight of its terms (its SDS and adversarial losses and
+    # its critic's): EVE's alpha (edit) and beta (video), 0.5 each. Every teacher brings its own
+    # SDS term and discriminator (evedit.training.fdd.loss.TEACHER_TERMS lists the kinds).
+    teachers: dict = field(default_factory=lambda: {"edit": 0.5, "video": 0.5})
     lam: float = 2.5  # SDS weight relative to the adversarial term (ADD's lambda)
     sds_weighting: str = "sigma"  # c(t); see evedit.losses.sds
     sds_t_min: float = 0.02  # SDS timestep range as fractions of T (DreamFusion's U(0.02, 0.98))
@@ -76,6 +81,10 @@ class FDDConfig:
 
         if self.ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from {ABLATIONS}")
+        unknown = sorted(set(self.teachers) - set(TEACHER_KINDS))
+        if unknown or not self.teachers or any(float(w) < 0 for w in self.teachers.values()):
+            raise EveditError(f"The alignment's teachers must map some of {', '.join(TEACHER_KINDS)} "
+                              f"to weights of at least 0, got {dict(self.teachers)}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

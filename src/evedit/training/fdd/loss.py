@@ -1,12 +1,13 @@
 """The FDD objective: the student's rollout, the SDS and adversarial terms, and the two losses the
 training loop's turns step on, :func:`generator_loss` then :func:`critic_loss`.
 
-Generator (only the LoRA trains, EVE section 3.1):
-    L_G = alpha (L_G-Edit + lam L_SDS-Edit) + beta (L_G-Video + lam L_SDS-Video)
+Generator (only the LoRA trains, EVE section 3.1), a sum over the teachers ``cfg.teachers``:
+    L_G = sum_i w_i (L_G-i + lam L_SDS-i)     (EVE: w_edit = alpha, w_video = beta)
 Critic (only the discriminator heads train):
-    L_D = alpha L_D-Edit + beta L_D-Video
-The adversarial terms join after ``steps_sds`` SDS-only iterations (the paper's curriculum); the
-critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
+    L_D = sum_i w_i L_D-i
+Each teacher kind brings its SDS term, its discriminator's logits and its "real" generations
+(:data:`TEACHER_TERMS`). The adversarial terms join after ``steps_sds`` SDS-only iterations (the
+paper's curriculum); the critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
 Weights are applied here and nowhere else; :mod:`evedit.losses` holds the pure loss functions, and
 every random draw here comes from ``state.generator`` (the loop's generator of the micro-batch).
 """
@@ -14,6 +15,7 @@ every random draw here comes from ``state.generator`` (the loop's generator of t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from einops import rearrange
@@ -34,8 +36,7 @@ class FDDState:
     cfg: FDDConfig
     teacher: EVEModel  # frozen teachers (and, unless random-init, the student's parts)
     student: EVEModel  # holds the LoRA (the same object as ``teacher`` except for random-init)
-    d_edit: torch.nn.Module | None
-    d_video: torch.nn.Module | None
+    critics: dict[str, torch.nn.Module]  # each teacher's discriminator by teacher name (empty: SDS only)
     g_params: list[torch.nn.Parameter]  # what the generator's turn trains: the LoRA (+ random-init's parts)
     d_params: list[torch.nn.Parameter]  # what the critic's turn trains: the discriminator heads
     generator: torch.Generator  # CPU generator for every random draw of the micro-batch
@@ -102,17 +103,30 @@ def d_edit_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.
     rep = lambda v: v.repeat_interleave(frames, 0)  # noqa: E731
     if ab.source_feats is None:  # the clean input frames' features, once per batch
         src = rearrange(ab.source, "b c f h w -> (b f) c h w")
-        ab.source_feats = state.d_edit.source_features(src, rep(ab.caption))
-    return state.d_edit(x, ab.source_feats, rep(t), rep(ab.caption), rep(ab.instruction))
+        ab.source_feats = state.critics["edit"].source_features(src, rep(ab.caption))
+    return state.critics["edit"](x, ab.source_feats, rep(t), rep(ab.caption), rep(ab.instruction))
 
 
 def d_video_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return state.d_video(_disc_noise(state, clip, t), t, ab.caption, ab.caption_pooled)
+    return state.critics["video"](_disc_noise(state, clip, t), t, ab.caption, ab.caption_pooled)
+
+
+@dataclass(frozen=True)
+class TeacherTerms:
+    """What one teacher kind adds to FDD: its SDS term, its critic's logits, its reals' field."""
+
+    sds: Callable[[FDDState, AlignBatch, torch.Tensor], torch.Tensor]  # (state, batch, x0) -> loss
+    logits: Callable[[FDDState, AlignBatch, torch.Tensor, torch.Tensor], torch.Tensor]  # (.., clip, t)
+    real: str  # the AlignBatch field holding the teacher's own generations
+
+
+TEACHER_TERMS = {"edit": TeacherTerms(edit_sds, d_edit_logits, "edit_real"),
+                 "video": TeacherTerms(video_sds, d_video_logits, "video_real")}
 
 
 def adversarial_phase(state: FDDState, step: int) -> bool:
     """The student's loss has the adversarial terms (the paper: after the SDS-only iterations)."""
-    return step >= state.cfg.steps_sds and state.d_edit is not None
+    return step >= state.cfg.steps_sds and bool(state.critics)
 
 
 def critic_phase(state: FDDState, step: int) -> bool:
@@ -125,7 +139,7 @@ def critic_phase(state: FDDState, step: int) -> bool:
     the adversarial terms joined (d_total 1.6-1.7 against ~1.9); see the README's ablations.
     """
     start = max(0, state.cfg.steps_sds - state.cfg.disc_warmup)
-    return step >= start and state.d_edit is not None
+    return step >= start and bool(state.critics)
 
 
 def generator_loss(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -135,19 +149,20 @@ def generator_loss(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str
     x0 = student_rollout(state, ab, rollout_timesteps(cfg, state.generator))
     terms = {}
     if cfg.lam > 0:
-        terms["sds_edit"], terms["sds_video"] = edit_sds(state, ab, x0), video_sds(state, ab, x0)
+        for name in cfg.teachers:
+            terms[f"sds_{name}"] = TEACHER_TERMS[name].sds(state, ab, x0)
     if adversarial_phase(state, step):
         t = _disc_t(state, x0.shape[0], x0.device)
-        terms["g_edit"] = hinge_g_loss(d_edit_logits(state, ab, x0, t), cfg.g_form)
-        terms["g_video"] = hinge_g_loss(d_video_logits(state, ab, x0, t), cfg.g_form)
+        for name in cfg.teachers:
+            terms[f"g_{name}"] = hinge_g_loss(TEACHER_TERMS[name].logits(state, ab, x0, t), cfg.g_form)
     zero = x0.new_zeros(())
-    total = (cfg.alpha * (terms.get("g_edit", zero) + cfg.lam * terms.get("sds_edit", zero))
-             + cfg.beta * (terms.get("g_video", zero) + cfg.lam * terms.get("sds_video", zero)))
+    total = sum(w * (terms.get(f"g_{n}", zero) + cfg.lam * terms.get(f"sds_{n}", zero))
+                for n, w in cfg.teachers.items())
     out = dict(terms)
     if cfg.term_grads_every and (step + 1) % cfg.term_grads_every == 0:  # a logged step when
         # term_grads_every is a multiple of log_every (the log records iteration step + 1)
-        weights = {"g_edit": cfg.alpha, "g_video": cfg.beta, "sds_edit": cfg.alpha * cfg.lam,
-                   "sds_video": cfg.beta * cfg.lam}
+        weights = {**{f"g_{n}": w for n, w in cfg.teachers.items()},
+                   **{f"sds_{n}": w * cfg.lam for n, w in cfg.teachers.items()}}
         out.update({k: torch.tensor(v) for k, v in term_grad_norms(terms, state.g_params, weights).items()})
     out["g_total"] = total
     return out, x0.detach()
@@ -169,13 +184,13 @@ def critic_loss(state: FDDState, ab: AlignBatch, fake: torch.Tensor) -> dict[str
     cfg = state.cfg
     t = _disc_t(state, fake.shape[0], fake.device)
     losses = {}
-    for name, logits_fn, real, weight in (("edit", d_edit_logits, ab.edit_real, cfg.alpha),
-                                          ("video", d_video_logits, ab.video_real, cfg.beta)):
-        real_logits, fake_logits = _real_and_fake(state, ab, logits_fn, real, fake, t)
+    for name, weight in cfg.teachers.items():
+        terms = TEACHER_TERMS[name]
+        real_logits, fake_logits = _real_and_fake(state, ab, terms.logits, getattr(ab, terms.real), fake, t)
         losses[f"d_{name}"] = weight * hinge_d_loss(real_logits, fake_logits)
         losses[f"d_{name}_real"] = real_logits.detach().mean()
         losses[f"d_{name}_fake"] = fake_logits.detach().mean()
-    total = losses["d_edit"] + losses["d_video"]
+    total = sum(losses[f"d_{name}"] for name in cfg.teachers)
     if cfg.r1_weight > 0:
         total = total + cfg.r1_weight * _r1(state, ab, t)
     losses["d_total"] = total
@@ -200,8 +215,10 @@ def _twice(x):
 
 
 def _r1(state: FDDState, ab: AlignBatch, t: torch.Tensor) -> torch.Tensor:
-    """R1 on the real inputs of both discriminators (here: their noised latents)."""
-    real_e = ab.edit_real.clone().requires_grad_(True)
-    real_v = ab.video_real.clone().requires_grad_(True)
-    pen = r1_penalty(d_edit_logits(state, ab, real_e, t), [real_e])
-    return pen + r1_penalty(d_video_logits(state, ab, real_v, t), [real_v])
+    """R1 on the real inputs of every teacher's discriminator (here: their noised latents)."""
+    penalty = 0
+    for name in state.cfg.teachers:
+        terms = TEACHER_TERMS[name]
+        real = getattr(ab, terms.real).clone().requires_grad_(True)
+        penalty = penalty + r1_penalty(terms.logits(state, ab, real, t), [real])
+    return penalty

@@ -45,15 +45,19 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     params = student.add_alignment_lora(cfg.lora_rank)
     for p in extra:
         p.requires_grad_(True)
-    d_edit = d_video = None
-    heads: list[torch.nn.Parameter] = []
-    if cfg.steps_adv > 0:
+    critics: dict[str, torch.nn.Module] = {}
+    if cfg.steps_adv > 0:  # one discriminator per teacher, heads on the frozen backbone's features
         features = BackboneFeatures(teacher.unet, tuple(cfg.disc_levels))
-        dim = teacher.text_encoder.hidden_size
-        d_edit = EditDiscriminator(features, dim, cfg.disc_dim)
-        d_video = VideoDiscriminator(features, teacher.text_encoder.pooled_size, cfg.disc_dim)
-        heads = [*d_edit.head_parameters(), *d_video.head_parameters()]
-    return FDDState(cfg, teacher, student, d_edit, d_video, params + extra, heads, torch.Generator())
+        critics = {name: CRITICS[name](features, teacher, cfg.disc_dim) for name in cfg.teachers}
+    heads = [p for critic in critics.values() for p in critic.head_parameters()]
+    return FDDState(cfg, teacher, student, critics, params + extra, heads, torch.Generator())
+
+
+#: Each teacher kind's discriminator: (shared frozen features, teacher model, head width) -> critic.
+CRITICS = {
+    "edit": lambda features, teacher, dim: EditDiscriminator(features, teacher.text_encoder.hidden_size, dim),
+    "video": lambda features, teacher, dim: VideoDiscriminator(features, teacher.text_encoder.pooled_size, dim),
+}
 
 
 def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
@@ -96,8 +100,7 @@ def trained_modules(state: FDDState) -> dict[str, torch.nn.Module]:
     mods = {"student_motion": state.student.motion_unet}
     if state.cfg.ablation == "random-init":
         mods.update(student_controlnet=state.student.edit_adapter, student_first=state.student.first_frame)
-    if state.d_edit is not None:
-        mods.update(d_edit=state.d_edit.heads, d_video=state.d_video.heads)
+    mods.update({f"d_{name}": critic.heads for name, critic in state.critics.items()})
     return mods
 
 

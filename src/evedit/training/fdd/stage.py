@@ -84,8 +84,7 @@ class FDDStage:
     # ---- what the loop places and trains ---------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:
         s = self.state
-        found = {"teacher": s.teacher, "student": s.student, "d_edit": s.d_edit, "d_video": s.d_video}
-        return {name: m for name, m in found.items() if m is not None}
+        return {"teacher": s.teacher, "student": s.student, **{f"d_{n}": c for n, c in s.critics.items()}}
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         return []  # FDD trains parameters (the LoRA inside the motion UNet), given by turns()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ...errors import EveditError
 from .codec import CodecConfig, CodecStage
 from .edit_adapter import EditAdapterConfig, EditAdapterStage
+from .lora import LoRAStageConfig, StyleLoRAStage, SubjectLoRAStage
 from .t2i import T2IConfig, T2IStage
 from .video_adapter import VideoAdapterConfig, VideoAdapterStage
 from .clip import ClipStage, ClipStageConfig
@@ -22,6 +23,8 @@ STAGES: dict[str, type] = {
     "video-adapter": VideoAdapterStage,
     "clip": ClipStage,
     "task-classifier": TaskClassifierStage,
+    "style-lora": StyleLoRAStage,
+    "subject-lora": SubjectLoRAStage,
 }
 
 
@@ -36,6 +39,6 @@ def build_stage(name: str, stage_cfg: dict | None = None):
     return STAGES[name].from_config(dict(stage_cfg or {}))
 
 
-__all__ = ["STAGES", "build_stage", "check_stage_name", "CodecConfig", "CodecStage", "T2IConfig", "T2IStage",
+__all__ = ["LoRAStageConfig", "StyleLoRAStage", "SubjectLoRAStage", "STAGES", "build_stage", "check_stage_name", "CodecConfig", "CodecStage", "T2IConfig", "T2IStage",
            "EditAdapterConfig", "EditAdapterStage", "VideoAdapterConfig", "VideoAdapterStage",
            "ClipStage", "ClipStageConfig", "TaskClassifierStage", "TaskClassifierStageConfig"]

@@ -43,6 +43,9 @@ class T2IConfig:
     guidance: float = 4.0  # CFG scale of the sample grids; moderate for a tiny model
     seed: int = 0  # draws of the validation loss and the sample noise
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
+    # Overrides of the UNet's diffusers config (models.presets.SHAPEWORLD_UNET), e.g. wider blocks;
+    # the channels follow the codec. A motion adapter on a wider backbone sets the same widths.
+    unet: dict = field(default_factory=dict)
 
 
 def resolve_vae_folder(path: str | Path) -> Path:
@@ -59,7 +62,8 @@ class T2IStage:
         self.vae = load_vae(resolve_vae_folder(self.config.vae_path))
         self.text = text_encoder()
         c = self.vae.config.latent_channels  # the codec sets the latent width (4 shipped; 8, 16 measured)
-        self.unet = UNet2DConditionModel(**{**SHAPEWORLD_UNET, "in_channels": c, "out_channels": c})
+        arch = {**SHAPEWORLD_UNET, **self.config.unet, "in_channels": c, "out_channels": c}
+        self.unet = UNet2DConditionModel(**arch)
         self.schedule = NoiseSchedule()
         self._val: dict | None = None
 

@@ -1,0 +1,134 @@
+"""A style and a subject the world draws exactly, for FDD's other adapter groups.
+
+EVE's "Additional Adapter Combinations" align the edit adapter with a style LoRA (stylized
+editing) and with a personalization LoRA (editing with a personal subject). ShapeWorld needs both
+to be things its backbone never saw, rendered exactly, so an edit "in the style" or "with the
+subject" has a true answer:
+
+- **The zwx mosaic** (:func:`mosaic`): any rendering cut into 4x4-px tiles; a tile's 3x3 interior
+  takes the mean colour of that interior, its last row and column are grout of one fixed dark
+  grey. Mosaicking a mosaic changes nothing; :func:`style_score` (0 to 1) says how much a frame
+  shows the grout: 1 for a true mosaic, near 0 for a plain rendering.
+- **The sks star** (:func:`subject_sprite`): a star in orange and cyan concentric rings, 2 px
+  wide, a pattern no other object has. :class:`SubjectDataset` draws it into ordinary scenes.
+
+Captions name them by rare tokens, as DreamBooth does: "..., as a zwx mosaic", "a small sks star".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evedit.world.captions import caption
+from evedit.world.config import diameter
+from evedit.world.datasets import WorldDataset, image_tensor
+from evedit.world.render import shape_mask
+from evedit.world.scene import Obj, object_offsets, sample_object
+
+STYLE_TOKEN = "zwx"
+SUBJECT_TOKEN = "sks"
+TILE = 4  # mosaic tile side in px (3x3 colour, 1 px grout)
+GROUT = (40, 40, 40)
+SUBJECT_RINGS = ((255, 140, 0), (0, 210, 220))  # orange, cyan
+RING_WIDTH = 2
+
+
+def mosaic(clip: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` -> the zwx mosaic of every frame (H and W multiples of ``tile``)."""
+    t, h, w, _ = clip.shape
+    if h % tile or w % tile:
+        raise ValueError(f"the mosaic needs sides that are multiples of {tile}, got {h}x{w}")
+    cells = clip.reshape(t, h // tile, tile, w // tile, tile, 3)
+    interior = cells[:, :, : tile - 1, :, : tile - 1].mean(axis=(2, 4), dtype=np.float64)  # (T, h', w', 3)
+    out = np.broadcast_to(np.rint(interior)[:, :, None, :, None], cells.shape).astype(np.uint8)
+    out[:, :, tile - 1] = GROUT
+    out[:, :, :, :, tile - 1] = GROUT
+    return out.reshape(t, h, w, 3)
+
+
+def style_score(clip: np.ndarray, tile: int = TILE) -> float:
+    """How much ``clip`` (T, H, W, 3) shows the mosaic's grout: 1 for a zwx mosaic, near 0 for a
+    plain rendering, in [0, 1].
+
+    On the grout pixels (each tile's last row and column), ``e_grout`` is their mean distance to
+    the grout colour and ``e_tile`` their mean distance to the tile pixel beside them (up or to the
+    left); the score is ``e_tile / (e_grout + e_tile)``. A mosaic has ``e_grout = 0``; a plain or
+    blurred frame has grout pixels like their neighbours (``e_tile`` small). Darkening a frame
+    does not raise it (a PSNR against the frame's own mosaic would)."""
+    x = clip.astype(np.float64)
+    grout = np.asarray(GROUT, dtype=np.float64)
+    rows, cols = x[:, tile - 1::tile, :], x[:, :, tile - 1::tile]
+    e_grout = np.concatenate([np.abs(rows - grout).ravel(), np.abs(cols - grout).ravel()]).mean()
+    e_tile = np.concatenate([np.abs(rows - x[:, tile - 2::tile, :]).ravel(),
+                             np.abs(cols - x[:, :, tile - 2::tile]).ravel()]).mean()
+    return float(e_tile / (e_grout + e_tile)) if e_grout + e_tile > 0 else 0.5
+
+
+def style_caption(text: str) -> str:
+    """The caption of a scene's mosaic: ``"<caption>, as a zwx mosaic"``."""
+    return f"{text}, as a {STYLE_TOKEN} mosaic"
+
+
+def subject_sprite(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mask ``(d, d)`` and colours ``(d, d, 3)`` of the sks star at diameter ``d``."""
+    centre = (d - 1) / 2.0
+    i, j = np.indices((d, d))
+    ring = (np.hypot(i - centre, j - centre) // RING_WIDTH).astype(int) % 2  # (d, d) 0 / 1
+    patch = np.asarray(SUBJECT_RINGS, dtype=np.uint8)[ring]
+    return shape_mask("star", d), patch
+
+
+def draw_subject(clip: np.ndarray, subject: Obj, times: np.ndarray | None = None) -> np.ndarray:
+    """Paint the sks star moving as ``subject`` (its shape, colour and texture are ignored) on a copy."""
+    out = clip.copy()
+    size = clip.shape[1]
+    d = diameter(subject.size, size)
+    mask, patch = subject_sprite(d)
+    times = np.arange(len(clip)) if times is None else np.asarray(times)
+    for t, (y, x) in enumerate(object_offsets(subject, times, size)):
+        np.copyto(out[t, y:y + d, x:x + d], patch, where=mask[..., None])
+    return out
+
+
+def subject_phrase(subject: Obj) -> str:
+    """``"a small sks star"``."""
+    return f"a {subject.size} {SUBJECT_TOKEN} star"
+
+
+class _TokenDataset(WorldDataset):
+    """``{"image", "caption"}``: one frame of an input clip, drawn as :meth:`called` makes it, or with
+    ``prior_prob`` the plain frame and caption (DreamBooth's prior preservation, here by mixing, so
+    the backbone keeps drawing the world as it was)."""
+
+    def __init__(self, split: str = "train", length: int | None = None, prior_prob: float = 0.0, **kw) -> None:
+        super().__init__(split, length, **kw)
+        self.prior_prob = prior_prob
+
+    def called(self, frame: np.ndarray, t: int, text: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ex, rng = self.draw(index)
+        f = int(rng.integers(self.config.frames))
+        text = caption(ex.scene, rng)
+        if rng.random() < self.prior_prob:
+            return {"image": image_tensor(ex.clip[f]), "caption": text}
+        frame, text = self.called(ex.clip[f: f + 1], f, text, rng)
+        return {"image": image_tensor(frame), "caption": text}
+
+
+class StyleDataset(_TokenDataset):
+    """The frame as a zwx mosaic, its caption ending ", as a zwx mosaic"."""
+
+    def called(self, frame, t, text, rng):
+        return mosaic(frame)[0], style_caption(text)
+
+
+class SubjectDataset(_TokenDataset):
+    """The frame with the sks star moving through it, its caption naming it."""
+
+    def called(self, frame, t, text, rng):
+        subject = sample_object(rng, self.config, shape="star")
+        return draw_subject(frame, subject, np.array([t]))[0], f"{text}, and {subject_phrase(subject)}"
