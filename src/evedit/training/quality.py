@@ -141,10 +141,7 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
     Scales default to the teacher's own (:class:`~evedit.training.fdd.config.FDDConfig`), the
     ones FDD and the baselines sample it with.
     """
-    from .fdd.config import FDDConfig
-
-    image_scale = FDDConfig.edit_image_scale if image_scale is None else image_scale
-    text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
+    image_scale, text_scale = teacher_scales(image_scale, text_scale)
     out: dict[str, float] = {}
     accuracy: dict[str, float | None] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
@@ -168,6 +165,14 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
             "caption": "output caption given" if with_caption else "instruction alone"}
 
 
+def teacher_scales(image_scale: float | None, text_scale: float | None) -> tuple[float, float]:
+    """The edit teacher's ip2p (image, text) scales; None takes the ones FDD samples it with."""
+    from .fdd.config import FDDConfig
+
+    return (FDDConfig.edit_image_scale if image_scale is None else image_scale,
+            FDDConfig.edit_text_scale if text_scale is None else text_scale)
+
+
 @torch.no_grad()
 def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps: int, seed: int,
                  image_scale: float | None = None, text_scale: float | None = None) -> torch.Tensor:
@@ -175,10 +180,7 @@ def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps
     ``steps`` from noise drawn with ``seed``. ``captions``: the backbone's texts (None: the empty
     text, what a user with only an instruction gives). Scales default to the teacher's own
     (:class:`~evedit.training.fdd.config.FDDConfig`). Returns (B, 3, H, W) in [-1, 1]."""
-    from .fdd.config import FDDConfig
-
-    image_scale = FDDConfig.edit_image_scale if image_scale is None else image_scale
-    text_scale = FDDConfig.edit_text_scale if text_scale is None else text_scale
+    image_scale, text_scale = teacher_scales(image_scale, text_scale)
     teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
     instruction = model.text_encoder(list(batch["instruction"])).hidden_states
