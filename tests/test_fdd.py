@@ -259,3 +259,11 @@ def test_unknown_teachers_are_refused_in_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "teachers must map some of edit, video" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_teacher_kind_has_its_terms_and_its_critic():
+    from evedit.training.fdd.config import TEACHER_KINDS
+    from evedit.training.fdd.loss import TEACHER_TERMS
+    from evedit.training.fdd.run import CRITICS
+
+    assert set(TEACHER_KINDS) == set(TEACHER_TERMS) == set(CRITICS)

@@ -110,6 +110,7 @@ class StyleLoRAStage(_LoRAStage):
     """``style-lora``: the zwx mosaic (ShapeWorld) or your style's images."""
 
     name = "style-lora"
+    _score_off: float | None = None
 
     @torch.no_grad()
     def evaluate(self, batches: int | None = None) -> dict[str, float]:
@@ -122,8 +123,10 @@ class StyleLoRAStage(_LoRAStage):
         captions = list(batch["caption"][: c.eval_items])
         size = batch["image"].shape[-1]
         out["style_score"] = style_score(to_uint8(self.generate(captions, c.sample_steps, size, c.seed)))
-        with lora_disabled(self.unet):
-            out["style_score_off"] = style_score(to_uint8(self.generate(captions, c.sample_steps, size, c.seed)))
+        if self._score_off is None:  # the frozen backbone's figure: the same at every evaluation
+            with lora_disabled(self.unet):
+                self._score_off = style_score(to_uint8(self.generate(captions, c.sample_steps, size, c.seed)))
+        out["style_score_off"] = self._score_off
         return out
 
 
