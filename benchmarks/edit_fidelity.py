@@ -6,12 +6,17 @@ footprint (:func:`evedit.world.edit_footprint`):
 - ``keep``: outside the footprint, the pixels the edit must leave as they are;
 - ``edit``: inside it;
 - ``codec keep``: the input frame through the codec alone, outside the footprint: the most any
-  editor on this codec can keep there.
+  editor on this codec can keep there;
+- ``acc``: edit accuracy (:func:`evedit.training.quality.mean_accuracy`), did the asked change happen.
 
 The gap between ``codec keep`` and the teacher's ``keep`` is what the denoising (backbone +
 ControlNet, from noise, from the instruction alone) loses on pixels it only has to copy.
+``--starts`` isolates where along the sampling the kept pixels are lost: besides DDIM from noise
+(``noise``), the teacher finishes the schedule from the true edit noised to t (``truth@T``: the
+decisions above t are the truth's) or from the input frame noised to t (``input@T``, SDEdit), and
+``codec edit`` is the true edit through the codec alone inside the footprint.
 Run: ``python benchmarks/edit_fidelity.py --model models/shapeworld [--per-task 16] [--steps 25]
-[--image-scale S]``.
+[--image-scale S] [--starts noise truth@600 truth@300 truth@100 input@600]``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch.utils.data import default_collate
 
 from evedit.models import load_model
 from evedit.models.codec import decode_video, encode_video
-from evedit.training.quality import guided_edits
+from evedit.training.quality import guided_edits, mean_accuracy
 from evedit.world import EditTripletDataset, edit_footprint
 
 TASKS = ("color", "texture", "shape", "add", "remove")
@@ -35,6 +40,25 @@ def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray) -> float:
     m = torch.from_numpy(mask)
     err = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2)[:, m].mean()
     return float(10 * torch.log10(1 / err.clamp(min=1e-10)))
+
+
+@torch.no_grad()
+def start_rows(model, task: str, per_task: int, steps: int, starts: list[str]) -> dict[str, tuple[float, float]]:
+    """(keep, edit) PSNR per start (see the module's docstring), and ``codec edit``."""
+    data = EditTripletDataset("test", per_task, tasks=(task,))
+    batch = default_collate([data[i] for i in range(per_task)])
+    inside = [edit_footprint(data.example_frame(i)[0])[data.example_frame(i)[1]] for i in range(per_task)]
+    truth = batch["output_image"]
+    codec = decode_video(model.vae, encode_video(model.vae, truth[:, :, None]))[:, :, 0]
+    out = {"codec edit": (float("nan"), float(np.mean([masked_psnr(codec[i], truth[i], inside[i])
+                                                      for i in range(per_task)])))}
+    for start in starts:
+        which, _, t0 = start.partition("@")
+        frames = {"noise": None, "truth": truth, "input": batch["input_image"]}[which]
+        e = guided_edits(model, batch, None, steps, seed=0, start=None if frames is None else (frames, int(t0)))
+        out[start] = tuple(float(np.mean([masked_psnr(e[i], truth[i], m) for i, m in enumerate(masks)]))
+                           for masks in ([~k for k in inside], inside))
+    return out
 
 
 @torch.no_grad()
@@ -51,7 +75,7 @@ def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | 
         rows["keep"].append(masked_psnr(edits[i], truth, ~inside))
         rows["edit"].append(masked_psnr(edits[i], truth, inside))
         rows["codec keep"].append(masked_psnr(codec[i], truth, ~inside))
-    return {k: float(np.mean(v)) for k, v in rows.items()}
+    return {**{k: float(np.mean(v)) for k, v in rows.items()}, "acc": mean_accuracy(data, 0, edits)}
 
 
 def main() -> None:
@@ -60,17 +84,28 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--image-scale", type=float, help="ip2p image guidance (default: the teacher's, 1.5)")
+    parser.add_argument("--starts", nargs="+", help="keep / edit PSNR per start: noise, truth@T, input@T")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
+    if args.starts:
+        print(f"model {args.model}, {args.per_task} test frames per task, DDIM {args.steps} schedule, "
+              "instruction alone; cells: keep dB / edit dB")
+        print("| task | " + " | ".join(args.starts) + " | codec edit dB |")
+        print("|---|" + "---:|" * (len(args.starts) + 1))
+        for task in TASKS:
+            r = start_rows(model, task, args.per_task, args.steps, args.starts)
+            print(f"| {task} | " + " | ".join(f"{r[s][0]:.2f} / {r[s][1]:.2f}" for s in args.starts)
+                  + f" | {r['codec edit'][1]:.2f} |", flush=True)
+        return
     print(f"model {args.model}, {args.per_task} test frames per task, DDIM {args.steps}, instruction alone, "
           f"image guidance {args.image_scale or 'default'}")
-    print("| task | keep dB | codec keep dB | lost by denoising dB | edit dB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| task | keep dB | codec keep dB | lost by denoising dB | edit dB | edit accuracy |")
+    print("|---|---:|---:|---:|---:|---:|")
     for task in TASKS:
         r = task_rows(model, task, args.per_task, args.steps, args.image_scale)
         print(f"| {task} | {r['keep']:.2f} | {r['codec keep']:.2f} | {r['codec keep'] - r['keep']:.2f} | "
-              f"{r['edit']:.2f} |", flush=True)
+              f"{r['edit']:.2f} | {r['acc']:.0%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ Every variant trains at the same time (one process and one torch thread each, so
 machine alike) for ``minutes`` of training time (``evedit train --max-minutes``), then is
 evaluated by its stage (the final evaluation of its export) and, for ``t2i``, by ShapeCLIP top-1
 of its generations for test captions (the model report's figure) and the SDEdit round trip of test
-frames, both through the variant's own codec. The table goes to ``benchmarks/results/proxy_NAME.md``.
+frames, both through the variant's own codec; for ``edit-adapter``, by the shipped model with the
+variant's adapter on the local tasks' test frames from the instruction alone: PSNR outside and
+inside the edit's footprint and edit accuracy (``benchmarks/edit_fidelity.py``). The table goes to ``benchmarks/results/proxy_NAME.md``.
 A variant whose export exists is not trained again (a proxy run resumes).
 
 Run: ``python benchmarks/proxy.py benchmarks/proxies/t2i_store_weighting.yaml [--minutes M]``.
@@ -88,6 +90,33 @@ def t2i_figures(export: Path, vae_path: str, items: int) -> dict:
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}}
 
 
+def edit_figures(export: Path, per_task: int) -> dict:
+    """The shipped model with the variant's ControlNet (and source branch, if it trained one):
+    keep / edit PSNR and edit accuracy per local task and their means (edit_fidelity.py's figures)."""
+    import numpy as np
+    import torch
+    from diffusers import ControlNetModel
+
+    from edit_fidelity import TASKS, task_rows
+    from evedit.models import load_model
+    from evedit.models.edit_adapter import SourceBranch
+
+    torch.set_num_threads(1)
+    model = load_model(ROOT / "models" / "shapeworld")
+    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
+    model.edit_adapter.controlnet = ControlNetModel.from_pretrained(export / "controlnet", **kw).requires_grad_(False)
+    branch = export / "source_branch"
+    if (branch / "config.json").is_file():
+        model.edit_adapter.source_branch = SourceBranch.from_pretrained(branch, **kw).requires_grad_(False)
+    row = {}
+    for task in TASKS:
+        r = task_rows(model, task, per_task, steps=25, image_scale=None)
+        row.update({f"{task}_keep": r["keep"], f"{task}_edit": r["edit"], f"{task}_acc": r["acc"]})
+    for k in ("keep", "edit", "acc"):
+        row[f"mean_{k}"] = float(np.mean([row[f"{t}_{k}"] for t in TASKS]))
+    return row
+
+
 def figures(stage: str, recipe: Path, items: int) -> dict:
     run = recipe.parent / "run" / "export"
     summary = json.loads((run / "train_summary.json").read_text())
@@ -95,6 +124,8 @@ def figures(stage: str, recipe: Path, items: int) -> dict:
     if stage == "t2i":
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
         row.update(t2i_figures(run, vae, items))
+    if stage == "edit-adapter":
+        row.update(edit_figures(run, per_task=16))
     return row
 
 

@@ -232,3 +232,36 @@ def test_gradient_checkpointing_recomputes_the_frozen_unet_and_gives_the_same_gr
     assert set(grads_a) == set(grads_b) and len(grads_a) > 10
     assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6, rtol=1e-4) for n in grads_a)
     assert any(grads_a[n].abs().sum() > 0 for n in grads_a if n.startswith("down_blocks.0"))
+
+
+def test_source_branch_trains_beside_the_controlnet_and_continues_from_its_export(parts, tmp_path):
+    stage = EditAdapterStage(EditAdapterConfig(**parts, source_branch=True))
+    branch = stage.adapter.source_branch
+    assert branch is not None and branch in stage.trainable_modules()
+    data = stage.dataset("train")
+    batch = default_collate([data[i] for i in range(2)])
+    one_step(stage, batch)
+    assert branch.conv.weight.abs().sum() > 0, "the zero-initialised branch received a gradient step"
+    stage.export(tmp_path)
+    assert (tmp_path / "source_branch" / "config.json").is_file()
+    again = EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "controlnet"), source_branch=True))
+    assert torch.equal(again.adapter.source_branch.conv.weight, branch.conv.weight)
+    with pytest.raises(EveditError, match="source_branch: true"):
+        EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "controlnet")))
+    assert EditAdapterStage(EditAdapterConfig(**parts)).adapter.source_branch is None
+
+
+def test_timestep_bias_draws_late_timesteps_more_often_and_refuses_bad_settings(parts):
+    from evedit.training.stages.common import biased_timesteps
+
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(biased_timesteps(64, 1000, g()), torch.randint(0, 1000, (64,), generator=g()))
+    late = biased_timesteps(20000, 1000, g(), "later", 3.0, 0.4)
+    share = (late >= 600).float().mean().item()
+    assert abs(share - 1.2 / 1.8) < 0.02  # 40% of the range at weight 3 against 60% at weight 1
+    early = biased_timesteps(20000, 1000, g(), "earlier", 3.0, 0.4)
+    assert abs((early < 400).float().mean().item() - 1.2 / 1.8) < 0.02
+    with pytest.raises(EveditError, match="timestep bias"):
+        EditAdapterStage(EditAdapterConfig(**parts, timestep_bias={"strategy": "middle"}))
+    with pytest.raises(EveditError, match="timestep_bias takes"):
+        EditAdapterStage(EditAdapterConfig(**parts, timestep_bias={"strategy": "later", "share": 0.5}))

@@ -177,3 +177,34 @@ def test_half_precision_folder_with_extras(model, tmp_path, minilm):
     assert torch.allclose(a, b, atol=5e-2), "fp16 storage changes outputs only by rounding"
     again = save_model(loaded, tmp_path / "again")
     assert (again / "shapeclip" / "config.json").is_file() and (folder / "README.md").is_file()
+
+
+def test_source_branch_starts_equal_then_feeds_every_edit_denoiser_and_round_trips(model, tmp_path, minilm):
+    from evedit.models.edit_adapter import SourceBranch
+
+    model.text_encoder = minilm
+    model.add_alignment_lora(rank=4)
+    perturb_new_branches(model)
+    x, t, cond = inputs()
+    without = run_all(model, x, t, cond)
+    model.edit_adapter.source_branch = SourceBranch(4, model.unet.config.block_out_channels[0])
+    zero = run_all(model, x, t, cond)
+    assert all(torch.equal(without[k], zero[k]) for k in without), "zero init: nothing changes"
+    torch.nn.init.normal_(model.edit_adapter.source_branch.conv.weight, std=0.05)
+    trained = run_all(model, x, t, cond)
+    for name in ("edit", "pnp", "student"):
+        assert not torch.allclose(without[name], trained[name], atol=1e-4), name
+    assert torch.equal(without["video"], trained["video"]), "the video teacher has no edit adapter"
+    with torch.no_grad():  # an all-zero source (ip2p image dropout) adds exactly nothing
+        dropped = cond.replace(source=torch.zeros_like(cond.source))
+        a = model.denoiser("edit")(x, t, dropped)
+        branch, model.edit_adapter.source_branch = model.edit_adapter.source_branch, None
+        b = model.denoiser("edit")(x, t, dropped)
+        model.edit_adapter.source_branch = branch
+    assert torch.equal(a, b)
+    assert not model.unet.conv_in._forward_hooks, "the hook lives only during a call"
+    folder = save_model(model, tmp_path / "m")
+    loaded = load_model(folder, text_encoder=minilm)
+    after = run_all(loaded, x, t, cond)
+    assert all(torch.equal(trained[k], after[k]) for k in trained)
+    assert (folder / "source_branch" / "config.json").is_file()

@@ -88,3 +88,25 @@ def test_round_trip_keeps_more_the_less_it_is_noised():
     codec = codec_quality(model, items=8)["psnr"]
     assert abs(trip["psnr_t5"] - codec) < 1.0
     assert trip["psnr_t600"] < codec - 3
+
+
+def test_edits_finished_from_given_frames_keep_them_the_more_the_later_they_start():
+    """guided_edits' ``start``: from the true edit noised to t = 999 (pure noise at zero terminal SNR)
+    it is the edit from noise (to float error); from the truth at t = 200 it stays closer to the truth."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from evedit.models import load_model
+    from evedit.training.quality import guided_edits
+    from evedit.world import EditTripletDataset
+
+    model = load_model(SHIPPED)
+    data = EditTripletDataset("test", 2, tasks=("color",))
+    batch = default_collate([data[i] for i in range(2)])
+    truth = batch["output_image"]
+    noise = guided_edits(model, batch, None, steps=5, seed=0)
+    assert torch.allclose(noise, guided_edits(model, batch, None, steps=5, seed=0, start=(truth, 999)), atol=1e-4)
+    late = guided_edits(model, batch, None, steps=5, seed=0, start=(truth, 200))
+    assert (late - truth).pow(2).mean() < 0.8 * (noise - truth).pow(2).mean()  # 0.010 against 0.017 here
+    with pytest.raises(ValueError, match="at or below"):
+        guided_edits(model, batch, None, steps=5, seed=0, start=(truth, 100))

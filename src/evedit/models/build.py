@@ -7,7 +7,7 @@ from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DCondi
 
 from ..diffusion.schedule import NoiseSchedule
 from .compose import EVEModel
-from .edit_adapter import EditAdapter, controlnet_from_unet
+from .edit_adapter import EditAdapter, SourceBranch, controlnet_from_unet
 from .presets import (
     SHAPEWORLD_CONTROLNET, SHAPEWORLD_MOTION, SHAPEWORLD_UNET, SHAPEWORLD_VAE, ModelSpec,
 )
@@ -23,16 +23,17 @@ def shapeworld_spec() -> ModelSpec:
 def assemble(
     *, vae: AutoencoderKL, text_encoder, unet: UNet2DConditionModel, controlnet: ControlNetModel,
     motion_adapter: MotionAdapter, spec: ModelSpec, schedule: NoiseSchedule,
-    first_frame: FirstFrameBranch | None = None,
+    first_frame: FirstFrameBranch | None = None, source_branch: SourceBranch | None = None,
 ) -> EVEModel:
-    """Wire loaded or fresh parts together; the motion model copies the backbone's weights."""
+    """Wire loaded or fresh parts together; the motion model copies the backbone's weights.
+    ``source_branch``: the edit adapter's optional path for the input frame into the backbone."""
     if first_frame is None:
         first_frame = FirstFrameBranch(
             latent_channels=unet.config.in_channels, out_channels=unet.config.block_out_channels[0]
         )
     motion = motion_unet(unet, motion_adapter)
     return EVEModel(
-        vae, text_encoder, unet, EditAdapter(controlnet, spec.cond_space), motion, first_frame,
+        vae, text_encoder, unet, EditAdapter(controlnet, spec.cond_space, source_branch), motion, first_frame,
         schedule, spec,
     )
 

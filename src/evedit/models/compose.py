@@ -25,7 +25,7 @@ from torch import nn
 
 from ..diffusion.schedule import NoiseSchedule
 from .codec import check_video
-from .edit_adapter import EditAdapter
+from .edit_adapter import EditAdapter, added_to_input
 from .lora import add_alignment_lora, lora_disabled, lora_layers, lora_parameters
 from .video_adapter import FirstFrameBranch, FirstFrameHook
 
@@ -102,7 +102,8 @@ class EVEModel(nn.Module):
 
     # ---- shared pieces ----------------------------------------------------------------------
     def edit_residuals(self, flat: torch.Tensor, t_flat: torch.Tensor, cond: Conditioning, frames: int):
-        """ControlNet residuals for frames folded into the batch: flat is (B*F, C, h, w)."""
+        """The edit adapter's outputs for frames folded into the batch (flat is (B*F, C, h, w)):
+        ``(down_residuals, mid_residual, input_features)``, the last None without a source branch."""
         if cond.source is None or cond.instruction is None:
             raise ValueError("the edit adapter needs `source` (input frames) and `instruction`")
         check_video(cond.source, "conditioning source")
@@ -110,17 +111,18 @@ class EVEModel(nn.Module):
             raise ValueError(
                 f"the input clip has {cond.source.shape[2]} frames but the latents have {frames}"
             )
-        source = rearrange(cond.source, "b c f h w -> (b f) c h w")
-        return self.edit_adapter(
-            flat, t_flat, _per_frame(cond.instruction, frames), source.to(flat.dtype),
-            _per_frame(cond.task, frames),
+        source = rearrange(cond.source, "b c f h w -> (b f) c h w").to(flat.dtype)
+        down, mid = self.edit_adapter(
+            flat, t_flat, _per_frame(cond.instruction, frames), source, _per_frame(cond.task, frames),
         )
+        return down, mid, self.edit_adapter.input_features(source)
 
     def motion_forward(self, x, t, cond: Conditioning, residuals=None) -> torch.Tensor:
-        """The motion model on (B, C, F, h, w) with optional ControlNet residuals."""
+        """The motion model on (B, C, F, h, w) with optional edit-adapter outputs
+        (:meth:`edit_residuals`)."""
         frames = x.shape[2]
-        down, mid = residuals if residuals is not None else (None, None)
-        with self.first_frame_hook.condition(cond.first_frame, frames):
+        down, mid, features = residuals if residuals is not None else (None, None, None)
+        with self.first_frame_hook.condition(cond.first_frame, frames), added_to_input(self.motion_unet, features):
             return self.motion_unet(
                 x, t, _per_frame(cond.caption, frames),
                 down_block_additional_residuals=down, mid_block_additional_residual=mid,
@@ -155,9 +157,10 @@ def image_edit_forward(unet, edit_adapter: EditAdapter, x, t, caption, instructi
     source (N, C', H', W'), task (N,) -> model output (N, C, h, w). The edit teacher applies it
     to frames folded into the batch; the edit-adapter training stage applies it to image pairs."""
     down, mid = edit_adapter(x, t, instruction, source, task)
-    return unet(
-        x, t, caption, down_block_additional_residuals=down, mid_block_additional_residual=mid,
-    ).sample
+    with added_to_input(unet, edit_adapter.input_features(source)):
+        return unet(
+            x, t, caption, down_block_additional_residuals=down, mid_block_additional_residual=mid,
+        ).sample
 
 
 class EditTeacher(Denoiser):
@@ -167,11 +170,12 @@ class EditTeacher(Denoiser):
         m, frames = self.model, x.shape[2]
         flat = rearrange(x, "b c f h w -> (b f) c h w")
         t_flat = _per_frame(t, frames)
-        down, mid = m.edit_residuals(flat, t_flat, cond, frames)
-        out = m.unet(
-            flat, t_flat, _per_frame(cond.caption, frames),
-            down_block_additional_residuals=down, mid_block_additional_residual=mid,
-        ).sample
+        down, mid, features = m.edit_residuals(flat, t_flat, cond, frames)
+        with added_to_input(m.unet, features):
+            out = m.unet(
+                flat, t_flat, _per_frame(cond.caption, frames),
+                down_block_additional_residuals=down, mid_block_additional_residual=mid,
+            ).sample
         return rearrange(out, "(b f) c h w -> b c f h w", f=frames)
 
 

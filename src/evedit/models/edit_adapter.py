@@ -14,7 +14,12 @@ Where the input frame enters (``cond_space``):
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 COND_SPACES = ("latent", "pixel")
@@ -98,20 +103,78 @@ def instruction_in_time_embedding(controlnet: ControlNetModel, num_heads: int = 
     return upgraded.to(dtype=controlnet.dtype)
 
 
+class SourceBranch(ModelMixin, ConfigMixin):
+    """Zero-initialised conv from the input frame's latent to the backbone's first features.
+
+    A ControlNet only adds residuals to the skip connections and the middle of a backbone whose
+    own path sees nothing but the noisy latent, so every pixel the edit should keep has to be
+    redrawn from those residuals (benchmarks/results/edit_fidelity.md: 2.3 to 9.4 dB lost outside
+    the edit's footprint). InstructPix2Pix instead feeds the input latent to the UNet's first conv.
+    This branch does that without touching the frozen backbone: its features are added to the
+    backbone's ``conv_in`` output (as the video adapter's :class:`FirstFrameBranch` does), so the
+    backbone's whole path starts from the input frame. Zero-initialised and without bias, it changes
+    nothing until it trains, and an all-zero source (ip2p's image dropout) adds exactly nothing.
+    (evedit's choice for a frozen backbone, not the paper's: EVE's adapter is a ControlNet alone;
+    benchmarks/results/proxy_edit_adapter_source_branch.md has the equal-time runs.)
+    """
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 4, out_channels: int = 32):
+        super().__init__()
+        self.conv = nn.Conv2d(latent_channels, out_channels, kernel_size=3, padding=1, bias=False)
+        nn.init.zeros_(self.conv.weight)
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        return self.conv(source)
+
+
+@contextmanager
+def added_to_input(unet: nn.Module, features: torch.Tensor | None):
+    """Within the block, ``features`` are added to ``unet.conv_in``'s output (None: nothing).
+
+    The hook lives only for the block, so the same backbone serves callers with and without a
+    source branch; it composes with the video adapter's first-frame hook (both add).
+    """
+    if features is None:
+        yield
+        return
+
+    def hook(module, inputs, output):
+        if features.shape != output.shape:
+            raise ValueError(f"source features {tuple(features.shape)} do not match the backbone's "
+                             f"input features {tuple(output.shape)}")
+        return output + features.to(output.dtype)
+
+    handle = unet.conv_in.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class EditAdapter(nn.Module):
-    """ControlNet residuals for frames stacked as a batch.
+    """ControlNet residuals for frames stacked as a batch, and optionally a :class:`SourceBranch`.
 
     Call with ``x`` (N, C, h, w) noisy latents, ``t`` (N,), ``instruction`` (N, L, D) hidden
     states, ``source`` (N, C', H', W') the input frames in ``cond_space``, and ``task`` (N,) labels
-    (ignored when the ControlNet has no task embedding). Returns ``(down_residuals, mid_residual)``.
+    (ignored when the ControlNet has no task embedding). Returns ``(down_residuals, mid_residual)``;
+    :meth:`input_features` gives what the source branch adds to the backbone's first features.
     """
 
-    def __init__(self, controlnet: ControlNetModel, cond_space: str = "latent"):
+    def __init__(self, controlnet: ControlNetModel, cond_space: str = "latent",
+                 source_branch: SourceBranch | None = None):
         super().__init__()
         if cond_space not in COND_SPACES:
             raise ValueError(f"cond_space must be one of {COND_SPACES}, got {cond_space!r}")
+        if source_branch is not None and cond_space != "latent":
+            raise ValueError("a source branch takes the input frame's latent; it needs cond_space='latent'")
         self.controlnet = controlnet
         self.cond_space = cond_space
+        self.source_branch = source_branch
+
+    def input_features(self, source: torch.Tensor) -> torch.Tensor | None:
+        """(N, C, h, w) features for the backbone's ``conv_in`` output, or None without a branch."""
+        return None if self.source_branch is None else self.source_branch(source)
 
     @property
     def uses_task(self) -> bool:
@@ -136,7 +199,7 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
     return latent_size * (2**n_down)
 
 
-__all__ = ["EditAdapter", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
+__all__ = ["EditAdapter", "SourceBranch", "added_to_input", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
            "instruction_in_time_embedding", "COND_SPACES"]
 
 

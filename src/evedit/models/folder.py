@@ -4,6 +4,7 @@ Layout::
 
     evedit_model.json      manifest: format, version, spec, schedule, parts
     unet/ vae/ controlnet/ motion_adapter/ first_frame/     diffusers save_pretrained
+    source_branch/                                          the edit adapter's input-frame branch (optional)
     lora/alignment_lora.safetensors                         peft state dict (optional)
     text_encoder/ (+ tokenizer files)                        only for CLIP ("sd15") models
     scheduler/                                              the matching diffusers DDIM config
@@ -29,6 +30,7 @@ from ..text import CLIPTextEncoder, MiniLMTextEncoder, quiet_transformers
 from .build import assemble
 from .codec import codec_class
 from .compose import EVEModel
+from .edit_adapter import SourceBranch
 from .lora import LORA_FILE, load_lora, lora_rank_of, save_lora
 from .presets import ModelSpec
 from .video_adapter import FirstFrameBranch, motion_adapter_of
@@ -100,6 +102,9 @@ def _write_parts(model: EVEModel, tmp: Path, half: bool = False) -> None:
     _save(model.first_frame, tmp / "first_frame", half)
     model.schedule.ddim_scheduler().save_pretrained(tmp / "scheduler")
     parts = {p: p for p in REQUIRED_PARTS}
+    if model.edit_adapter.source_branch is not None:
+        _save(model.edit_adapter.source_branch, tmp / "source_branch", half)
+        parts["source_branch"] = "source_branch"
     if model.has_lora:
         save_lora(model.motion_unet, tmp / "lora", torch.float16 if half else None)
         parts["lora"] = "lora"
@@ -151,12 +156,15 @@ def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
             controlnet = ControlNetModel.from_pretrained(folder / parts["controlnet"], **kw)
             adapter = MotionAdapter.from_pretrained(folder / parts["motion_adapter"], **kw)
             first = FirstFrameBranch.from_pretrained(folder / parts["first_frame"], **kw)
+            branch = (SourceBranch.from_pretrained(folder / parts["source_branch"], **kw)
+                      if "source_branch" in parts else None)
     except (OSError, ValueError, RuntimeError) as exc:
         raise EveditError(f"Could not load model folder '{folder}': {_first_line(exc)}") from exc
     text = text_encoder or _load_text_encoder(folder, spec, parts)
     model = assemble(
         vae=vae, text_encoder=text, unet=unet, controlnet=controlnet, motion_adapter=adapter,
         spec=spec, schedule=NoiseSchedule.from_dict(manifest["schedule"]), first_frame=first,
+        source_branch=branch,
     )
     if "lora" in parts:
         load_folder_lora(model, folder / parts["lora"])

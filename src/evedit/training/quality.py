@@ -175,11 +175,14 @@ def teacher_scales(image_scale: float | None, text_scale: float | None) -> tuple
 
 @torch.no_grad()
 def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps: int, seed: int,
-                 image_scale: float | None = None, text_scale: float | None = None) -> torch.Tensor:
+                 image_scale: float | None = None, text_scale: float | None = None,
+                 start: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
     """The edit teacher's edits of a triplet batch's input frames: ip2p dual guidance, DDIM
     ``steps`` from noise drawn with ``seed``. ``captions``: the backbone's texts (None: the empty
     text, what a user with only an instruction gives). Scales default to the teacher's own
-    (:class:`~evedit.training.fdd.config.FDDConfig`). Returns (B, 3, H, W) in [-1, 1]."""
+    (:class:`~evedit.training.fdd.config.FDDConfig`). ``start`` = (images (B, 3, H, W), t): finish
+    the schedule from those images noised to its first timestep at or below t (SDEdit) instead of
+    sampling it all from noise. Returns (B, 3, H, W) in [-1, 1]."""
     image_scale, text_scale = teacher_scales(image_scale, text_scale)
     teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
@@ -191,7 +194,14 @@ def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps
         return edit_teacher_guided(teacher, x, t, cond, null, image_scale, text_scale)
 
     noise = torch.randn(src.shape, generator=torch.Generator().manual_seed(seed))
-    return decode_video(model.vae, ddim_sample(fn, noise, ddim_timesteps(steps), model.schedule))[:, :, 0]
+    timesteps = ddim_timesteps(steps)
+    if start is not None:
+        timesteps = [t for t in timesteps if t <= start[1]]
+        if not timesteps:
+            raise ValueError(f"no step of a {steps}-step schedule is at or below t = {start[1]}")
+        frames = encode_video(model.vae, start[0][:, :, None])
+        noise = model.schedule.add_noise(frames, noise, torch.full((frames.shape[0],), timesteps[0]))
+    return decode_video(model.vae, ddim_sample(fn, noise, timesteps, model.schedule))[:, :, 0]
 
 
 def mean_accuracy(data: EditTripletDataset, start: int, images: torch.Tensor) -> float:

@@ -20,6 +20,7 @@ from ..diffusion import NoiseSchedule
 from ..errors import EveditError
 from ..models import assemble, save_model, shapeworld_spec
 from ..models.codec import codec_class
+from ..models.edit_adapter import SourceBranch
 from ..models.video_adapter import FirstFrameBranch
 from ..text import MiniLMTextEncoder
 
@@ -30,9 +31,10 @@ PARTS = {  # part -> (stage, sub-folder of the stage's export)
 # Runs that, once exported, supersede a stage's part, most refined first: the codec's decoder
 # fine-tunes (configs/codec-decoder*.yaml) keep its encoder, so they replace its VAE as it stands.
 REFINED = {"codec": ("codec-decoder-noise", "codec-decoder")}
+OPTIONAL = {"source_branch": ("edit-adapter", "source_branch")}  # parts a stage exports only when trained with them
 EXTRAS = {"shapeclip": ("clip", "shapeclip"), "task_classifier": ("task-classifier", "task_classifier")}
 CLASSES = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel,
-           "motion_adapter": MotionAdapter, "first_frame": FirstFrameBranch}
+           "motion_adapter": MotionAdapter, "first_frame": FirstFrameBranch, "source_branch": SourceBranch}
 
 
 def _refinements(runs: Path, stage: str, sub: str) -> list[str]:
@@ -116,12 +118,15 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
         path = _part(runs, *where)
         cls = codec_class(path) if name == "vae" else CLASSES[name]
         loaded[name] = cls.from_pretrained(path, **kw)
+    for name, (stage, sub) in OPTIONAL.items():
+        path = runs / stage / "export" / sub
+        loaded[name] = CLASSES[name].from_pretrained(path, **kw) if (path / "config.json").is_file() else None
     model = assemble(
         vae=loaded["vae"], text_encoder=MiniLMTextEncoder.from_pretrained(), unet=loaded["unet"],
         controlnet=loaded["controlnet"], motion_adapter=loaded["motion_adapter"],
         spec=replace(shapeworld_spec(), prompt_routing=_stage_setting(runs, "edit-adapter", "prompt_routing")
                      or "paper"),
-        schedule=NoiseSchedule(), first_frame=loaded["first_frame"],
+        schedule=NoiseSchedule(), first_frame=loaded["first_frame"], source_branch=loaded["source_branch"],
     )
     extras = {}
     for name, (stage, sub) in EXTRAS.items():

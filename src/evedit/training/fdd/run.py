@@ -10,7 +10,7 @@ import torch
 from ...errors import EveditError
 from ...models import EVEModel, assemble, load_pretrained
 from ...models.discriminators import BackboneFeatures, EditDiscriminator, VideoDiscriminator
-from ...models.edit_adapter import controlnet_from_unet
+from ...models.edit_adapter import SourceBranch, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ...models.video_adapter import motion_adapter_of, new_motion_adapter
 from ..data import stream_seed
@@ -18,16 +18,22 @@ from .config import FDDConfig
 from .loss import FDDState
 
 
+def _fresh_branch(teacher: EVEModel) -> SourceBranch | None:
+    branch = teacher.edit_adapter.source_branch
+    return None if branch is None else SourceBranch(**{k: v for k, v in branch.config.items() if not k.startswith("_")})
+
+
 def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Parameter]]:
     """EVE's "Random Init" ablation: a ControlNet fresh from the T2I encoder and identity temporal
-    layers, all trained by FDD together with the LoRA; the teachers keep their pretrained adapters."""
+    layers (and a zero source branch where the teacher's adapter has one), all trained by FDD together
+    with the LoRA; the teachers keep their pretrained adapters."""
     cond = {**SHAPEWORLD_CONTROLNET, "conditioning_channels": teacher.unet.config.in_channels}
     controlnet = controlnet_from_unet(teacher.unet, len(teacher.spec.tasks), **cond)
     adapter_cfg = dict(motion_adapter_of(teacher.motion_unet).config)
     adapter_cfg = {k: v for k, v in adapter_cfg.items() if not k.startswith("_")}
     student = assemble(vae=teacher.vae, text_encoder=teacher.text_encoder, unet=teacher.unet,
                        controlnet=controlnet, motion_adapter=new_motion_adapter(**adapter_cfg),
-                       spec=teacher.spec, schedule=teacher.schedule)
+                       spec=teacher.spec, schedule=teacher.schedule, source_branch=_fresh_branch(teacher))
     extra = [*student.edit_adapter.parameters(), *student.first_frame.parameters()]
     extra += [p for n, p in student.motion_unet.named_parameters() if "motion_modules" in n]
     return student, extra

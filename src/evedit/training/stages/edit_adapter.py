@@ -19,7 +19,8 @@ benchmarks/results/proxy_edit_adapter_*.md): ``edit_weight`` stresses the latent
 changes, and ``task_weights`` draws some tasks' items more often (store data). On the natural mix a
 colour edit is one item in 14 and a few latent positions of 256, and the adapter learned to keep
 every object's input colour. ``pooled_instruction`` and ``text_every_level`` widen the instruction's
-path into the ControlNet.
+path into the ControlNet. ``source_branch`` adds the input frame's latent to the backbone's own first
+features (:class:`~evedit.models.edit_adapter.SourceBranch`), beside the ControlNet.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ from ...losses import denoising_loss, edit_region_weights
 from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import (
-    EditAdapter, controlnet_from_unet, instruction_in_time_embedding, text_at_every_level,
+    EditAdapter, SourceBranch, controlnet_from_unet, instruction_in_time_embedding, text_at_every_level,
 )
 from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
 from ..data import WeightedStepSampler
 from ..store import drop_states, open_store
 from .common import (
-    drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss,
+    biased_timesteps, drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8,
+    weighted_denoising_loss,
 )
 
 
@@ -72,6 +74,8 @@ class EditAdapterConfig:
     text_every_level: bool = False  # cross-attention to the instruction at every level (text_at_every_level)
     pooled_instruction: bool = False  # the pooled instruction in the timestep embedding (instruction_in_time_embedding)
     task_weights: dict = field(default_factory=dict)  # task -> how often its items are drawn (others 1); store data
+    timestep_bias: dict = field(default_factory=dict)  # {strategy: later|earlier, multiplier, portion} (biased_timesteps)
+    source_branch: bool = False  # train a SourceBranch too (continued from init_from's sibling source_branch/)
 
 
 class EditAdapterStage:
@@ -92,13 +96,17 @@ class EditAdapterStage:
         if set(config.task_weights) - set(self.tasks) or any(float(w) <= 0 for w in config.task_weights.values()):
             raise EveditError(f"task_weights takes ShapeWorld task names ({', '.join(self.tasks)}) with weights "
                               f"above 0; got {dict(config.task_weights)}.")
+        if set(config.timestep_bias) - {"strategy", "multiplier", "portion"}:
+            raise EveditError("timestep_bias takes strategy, multiplier and portion; "
+                              f"got {', '.join(sorted(config.timestep_bias))}.")
+        biased_timesteps(1, 1000, torch.Generator(), **config.timestep_bias)  # refuses bad values in one sentence
         self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
         controlnet = self._init_controlnet(config.init_from)
         if config.text_every_level:
             controlnet = text_at_every_level(controlnet)
         if config.pooled_instruction:
             controlnet = instruction_in_time_embedding(controlnet)
-        self.adapter = EditAdapter(controlnet, cond_space="latent")
+        self.adapter = EditAdapter(controlnet, cond_space="latent", source_branch=self._init_branch())
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
 
@@ -118,6 +126,22 @@ class EditAdapterStage:
                               f"ShapeWorld has {len(self.tasks)}.")
         return net
 
+    def _init_branch(self) -> SourceBranch | None:
+        """The source branch: None when off; continued from ``init_from``'s sibling ``source_branch``
+        folder (an export or a model folder) when there is one; else fresh (zero-initialised)."""
+        c = self.config
+        sibling = Path(c.init_from).parent / "source_branch" if c.init_from else None
+        has = sibling is not None and (sibling / "config.json").is_file()
+        if has and not c.source_branch:
+            raise EveditError(f"init_from {c.init_from!r} comes with a source branch ({sibling}); set "
+                              "source_branch: true to continue it.")
+        if not c.source_branch:
+            return None
+        if has:
+            return load_trainable(SourceBranch, str(sibling), "source branch")
+        return SourceBranch(latent_channels=self.unet.config.in_channels,
+                            out_channels=self.unet.config.block_out_channels[0])
+
     @classmethod
     def from_config(cls, data: dict) -> "EditAdapterStage":
         from ..config import structured
@@ -125,11 +149,14 @@ class EditAdapterStage:
         return cls(structured(EditAdapterConfig, data, "stage section for 'edit-adapter'"))
 
     def trainable_modules(self) -> list[nn.Module]:
-        return [self.adapter.controlnet]
+        branch = self.adapter.source_branch
+        return [self.adapter.controlnet] + ([branch] if branch is not None else [])
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"vae": self.vae, "unet": self.unet, "controlnet": self.adapter.controlnet,
-                "text": self.text}
+        mods = {"vae": self.vae, "unet": self.unet, "controlnet": self.adapter.controlnet, "text": self.text}
+        if self.adapter.source_branch is not None:
+            mods["source_branch"] = self.adapter.source_branch
+        return mods
 
     def dataset(self, split: str):
         from ...world import EditTripletDataset
@@ -213,7 +240,7 @@ class EditAdapterStage:
         source = source * (~no_image).to(source).view(-1, 1, 1, 1)
         caption, instruction = (self._stored_prompts if stored else self._prompts)(batch, no_text)
         noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
+        t = biased_timesteps(n, self.schedule.num_train_timesteps, generator, **self.config.timestep_bias).to(device)
         if region is not None and self.config.edit_weight_min_t > 0:
             low = (t < self.config.edit_weight_min_t).view(-1, 1, 1, 1)
             region = torch.where(low, torch.ones_like(region), region)
@@ -281,3 +308,5 @@ class EditAdapterStage:
 
     def export(self, folder: Path) -> None:
         self.adapter.controlnet.save_pretrained(Path(folder) / "controlnet", safe_serialization=True)
+        if self.adapter.source_branch is not None:
+            self.adapter.source_branch.save_pretrained(Path(folder) / "source_branch", safe_serialization=True)
