@@ -26,7 +26,7 @@ from torch import nn
 from ..diffusion.schedule import NoiseSchedule
 from .codec import check_video
 from .edit_adapter import EditAdapter, added_to_input
-from .lora import add_alignment_lora, lora_disabled, lora_layers, lora_parameters
+from .lora import add_lora, lora_disabled, lora_layers, lora_parameters
 from .video_adapter import FirstFrameBranch, FirstFrameHook
 
 
@@ -87,7 +87,7 @@ class EVEModel(nn.Module):
     def add_alignment_lora(self, rank: int | None = None) -> list[nn.Parameter]:
         """Inject the alignment LoRA; returns its parameters, the only trainable ones."""
         if not lora_layers(self.motion_unet):
-            add_alignment_lora(self.motion_unet, rank or self.spec.lora_rank)
+            add_lora(self.motion_unet, rank or self.spec.lora_rank)
         params = lora_parameters(self.motion_unet)
         for p in params:
             p.requires_grad_(True)
@@ -122,7 +122,8 @@ class EVEModel(nn.Module):
         (:meth:`edit_residuals`)."""
         frames = x.shape[2]
         down, mid, features = residuals if residuals is not None else (None, None, None)
-        with self.first_frame_hook.condition(cond.first_frame, frames), added_to_input(self.motion_unet, features):
+        first = self.first_frame_hook.condition(cond.first_frame, frames)
+        with first, added_to_input(self.motion_unet, features):
             return self.motion_unet(
                 x, t, _per_frame(cond.caption, frames),
                 down_block_additional_residuals=down, mid_block_additional_residual=mid,

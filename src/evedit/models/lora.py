@@ -35,9 +35,10 @@ def lora_config(rank: int = 8, alpha: float | None = None) -> LoraConfig:
     )
 
 
-def add_alignment_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None,
-                       adapter: str = ADAPTER_NAME) -> None:
-    """Inject the alignment LoRA (or the LoRA named ``adapter``) into ``unet`` (a diffusers model with ``add_adapter``)."""
+def add_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None,
+             adapter: str = ADAPTER_NAME) -> None:
+    """Inject a LoRA named ``adapter`` (the alignment LoRA by default) into ``unet`` (a diffusers
+    model with ``add_adapter``) on the spatial attention projections."""
     unet.add_adapter(lora_config(rank, alpha), adapter_name=adapter)
 
 
@@ -95,7 +96,7 @@ def load_lora(unet: nn.Module, folder: str | Path, rank: int, alpha: float | Non
               adapter: str = ADAPTER_NAME, file: str = LORA_FILE) -> None:
     """Inject a LoRA of ``rank`` named ``adapter`` and load its weights; any mismatch raises."""
     if not lora_modules(unet, adapter):
-        add_alignment_lora(unet, rank, alpha, adapter)
+        add_lora(unet, rank, alpha, adapter)
     state = load_file(str(Path(folder) / file))
     state = {k: v.to(dtype=next(unet.parameters()).dtype) for k, v in state.items()}
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter)

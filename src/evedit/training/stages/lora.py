@@ -31,7 +31,7 @@ from torch import nn
 
 from ...diffusion.schedule import NoiseSchedule
 from ...errors import EveditError
-from ...models.lora import add_alignment_lora, lora_disabled, lora_modules, save_lora
+from ...models.lora import add_lora, lora_disabled, lora_modules, save_lora
 from ...world.groups import STYLE_TOKEN, SUBJECT_TOKEN, StyleDataset, SubjectDataset, style_score
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
@@ -73,7 +73,7 @@ class _LoRAStage(T2IStage):
         if self.unet.config.in_channels != self.vae.config.latent_channels:
             raise EveditError(f"The backbone '{c.unet_path}' takes {self.unet.config.in_channels}-channel "
                               f"latents but the codec '{c.vae_path}' makes {self.vae.config.latent_channels}.")
-        add_alignment_lora(self.unet, c.rank, c.alpha, self.adapter)
+        add_lora(self.unet, c.rank, c.alpha, self.adapter)
         self.lora = nn.ModuleList(lora_modules(self.unet, self.adapter))
         self.lora.requires_grad_(True)
         self.schedule = NoiseSchedule()
