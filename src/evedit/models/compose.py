@@ -25,7 +25,8 @@ from torch import nn
 
 from ..diffusion.schedule import NoiseSchedule
 from .codec import check_video
-from .edit_adapter import EditAdapter, added_to_input
+from .edit_adapter import EditAdapter
+from .hooks import added_to_input
 from .lora import add_lora, lora_disabled, lora_layers, lora_parameters
 from .video_adapter import FirstFrameBranch, FirstFrameHook
 

@@ -14,8 +14,6 @@ Where the input frame enters (``cond_space``):
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -128,30 +126,6 @@ class SourceBranch(ModelMixin, ConfigMixin):
         return self.conv(source)
 
 
-@contextmanager
-def added_to_input(unet: nn.Module, features: torch.Tensor | None):
-    """Within the block, ``features`` are added to ``unet.conv_in``'s output (None: nothing).
-
-    The hook lives only for the block, so the same backbone serves callers with and without a
-    source branch; it composes with the video adapter's first-frame hook (both add).
-    """
-    if features is None:
-        yield
-        return
-
-    def hook(module, inputs, output):
-        if features.shape != output.shape:
-            raise ValueError(f"source features {tuple(features.shape)} do not match the backbone's "
-                             f"input features {tuple(output.shape)}")
-        return output + features.to(output.dtype)
-
-    handle = unet.conv_in.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 class EditAdapter(nn.Module):
     """ControlNet residuals for frames stacked as a batch, and optionally a :class:`SourceBranch`.
 
@@ -199,7 +173,7 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
     return latent_size * (2**n_down)
 
 
-__all__ = ["EditAdapter", "SourceBranch", "added_to_input", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
+__all__ = ["EditAdapter", "SourceBranch", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
            "instruction_in_time_embedding", "COND_SPACES"]
 
 

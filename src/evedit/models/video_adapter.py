@@ -6,8 +6,8 @@
   applied frame by frame (AnimateDiff's zero init; diffusers does not zero them itself).
 - First-frame conditioning (Emu Video, EVE section 4): :class:`FirstFrameBranch` maps the clean
   first-frame latent plus a mask channel (1 on frame 0, 0 elsewhere) through one zero-initialised
-  conv and adds the result to the backbone's ``conv_in`` output through a forward hook, so the
-  diffusers forward is composed, not forked.
+  conv and adds the result to the backbone's ``conv_in`` output through a forward hook
+  (:func:`~evedit.models.hooks.added_to_input`), so the diffusers forward is composed, not forked.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
+
+from .hooks import added_to_input
 
 
 class FirstFrameBranch(ModelMixin, ConfigMixin):
@@ -52,32 +54,15 @@ class FirstFrameHook:
     """Adds the branch's features to ``unet.conv_in``'s output while a condition is set."""
 
     def __init__(self, unet: UNetMotionModel, branch: FirstFrameBranch):
-        self.branch = branch
-        self._features: torch.Tensor | None = None
-        self._handle = unet.conv_in.register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        if self._features is None:
-            return output
-        if self._features.shape != output.shape:
-            raise ValueError(
-                f"first-frame features {tuple(self._features.shape)} do not match the backbone's "
-                f"input features {tuple(output.shape)}"
-            )
-        return output + self._features.to(output.dtype)
+        self.unet, self.branch = unet, branch
 
     @contextmanager
     def condition(self, first_frame: torch.Tensor | None, num_frames: int,
                   keep: torch.Tensor | None = None):
         """Within the block, backbone calls are conditioned on ``first_frame`` (None: not)."""
-        self._features = None if first_frame is None else self.branch(first_frame, num_frames, keep)
-        try:
+        features = None if first_frame is None else self.branch(first_frame, num_frames, keep)
+        with added_to_input(self.unet, features):
             yield
-        finally:
-            self._features = None
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 def new_motion_adapter(**config) -> MotionAdapter:
