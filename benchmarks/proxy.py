@@ -70,21 +70,30 @@ def train_side_by_side(stage: str, recipes: dict[str, Path], minutes: float) -> 
         sys.exit(f"proxy variant(s) {', '.join(failed)} failed; see their train.log")
 
 
-def t2i_figures(export: Path, vae_path: str, items: int) -> dict:
+def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None = None) -> dict:
     """ShapeCLIP top-1 of the variant's generations (test captions, 10 candidates) and the SDEdit
-    round trip (:func:`~evedit.training.quality.t2i_round_trip`), on the variant's own codec."""
+    round trip (:func:`~evedit.training.quality.t2i_round_trip`), on the variant's own codec; with
+    ``grid_path``, a PNG of 8 test frames (top) over the variant's generations for their captions."""
     import torch
+    from PIL import Image
 
     from evedit.eval.shapeworld import ShapeWorldScorer
     from evedit.models import load_model
-    from evedit.training.quality import t2i_quality, t2i_round_trip
-    from evedit.training.stages.common import load_unet, load_vae
+    from evedit.training.quality import t2i_generate, t2i_quality, t2i_round_trip
+    from evedit.training.stages.common import grid, load_unet, load_vae, to_uint8
     from evedit.training.stages.t2i import resolve_vae_folder
+    from evedit.world import ImageCaptionDataset
 
     shipped = ROOT / "models" / "shapeworld"
     torch.set_num_threads(1)
     model = load_model(shipped)  # text encoder, schedule and spec; ShapeCLIP scores pixels
     model.unet, model.vae = load_unet(export / "unet"), load_vae(resolve_vae_folder(vae_path))
+    if grid_path is not None:
+        test = [ImageCaptionDataset("test", 8)[i] for i in range(8)]
+        made = t2i_generate(model, [x["caption"] for x in test])
+        truth = to_uint8(torch.stack([x["image"] for x in test]))
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid([list(truth), list(to_uint8(made))])).save(grid_path)
     trip = t2i_round_trip(model, items=items)
     top1 = t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}}
@@ -95,19 +104,12 @@ def edit_figures(export: Path, per_task: int) -> dict:
     keep / edit PSNR and edit accuracy per local task and their means (edit_fidelity.py's figures)."""
     import numpy as np
     import torch
-    from diffusers import ControlNetModel
 
     from edit_fidelity import TASKS, task_rows
     from evedit.models import load_model
-    from evedit.models.edit_adapter import SourceBranch
 
     torch.set_num_threads(1)
-    model = load_model(ROOT / "models" / "shapeworld")
-    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
-    model.edit_adapter.controlnet = ControlNetModel.from_pretrained(export / "controlnet", **kw).requires_grad_(False)
-    branch = export / "source_branch"
-    if (branch / "config.json").is_file():
-        model.edit_adapter.source_branch = SourceBranch.from_pretrained(branch, **kw).requires_grad_(False)
+    model = load_model(ROOT / "models" / "shapeworld", edit_adapter=export)
     row = {}
     for task in TASKS:
         r = task_rows(model, task, per_task, steps=25, image_scale=None)
@@ -117,13 +119,13 @@ def edit_figures(export: Path, per_task: int) -> dict:
     return row
 
 
-def figures(stage: str, recipe: Path, items: int) -> dict:
+def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None) -> dict:
     run = recipe.parent / "run" / "export"
     summary = json.loads((run / "train_summary.json").read_text())
     row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
     if stage == "t2i":
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
-        row.update(t2i_figures(run, vae, items))
+        row.update(t2i_figures(run, vae, items, grid_path))
     if stage == "edit-adapter":
         row.update(edit_figures(run, per_task=16))
     return row
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     name, minutes = args.proxy.stem, args.minutes or spec["minutes"]
     recipes = variant_recipes(spec, args.out or ROOT / "runs" / "proxy" / name)
     train_side_by_side(spec["stage"], recipes, minutes)
-    rows = {v: figures(spec["stage"], r, args.eval_items) for v, r in recipes.items()}
+    grids = ROOT / "results" / "proxy"
+    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png") for v, r in recipes.items()}
     print(write_table(spec, name, rows, minutes).read_text())
 
 

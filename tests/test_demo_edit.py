@@ -16,8 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     "ShapeWorld 0.3.0 misses this target (measured 2026-12-03): the circle turns crimson, mean "
     "(197, 43, 88) over its red pixels, which the colour rule (CIELAB) places nearer pink than red "
     "(34.2 against 38.6), and the frame outside it scores 19.7 dB against the ground truth (0.2.0: "
-    "the circle stayed blue, 19.4 dB); strict, so a model that passes makes this test fail until the "
-    "mark is removed"))
+    "the circle stayed blue, 19.4 dB). The shipped 4-channel codec alone keeps only 23.6 dB there, so "
+    "no model on it can pass; the 16-channel DC codec keeps 29.8 (benchmarks/results/demo_ceiling.md). "
+    "Strict, so a model that passes makes this test fail until the mark is removed"))
 def test_demo_clip_turns_the_circle_red_and_keeps_the_rest():
     from evedit.editing import EditPipeline
 

@@ -208,3 +208,29 @@ def test_source_branch_starts_equal_then_feeds_every_edit_denoiser_and_round_tri
     after = run_all(loaded, x, t, cond)
     assert all(torch.equal(trained[k], after[k]) for k in trained)
     assert (folder / "source_branch" / "config.json").is_file()
+
+
+def test_load_model_takes_an_edit_adapter_export_in_place_of_its_own(model, tmp_path, minilm):
+    from evedit.models.edit_adapter import SourceBranch
+
+    model.text_encoder = minilm
+    folder = save_model(model, tmp_path / "m")
+    controlnet = model.edit_adapter.controlnet
+    with torch.no_grad():
+        for p in controlnet.parameters():
+            p.add_(0.01)
+    export = tmp_path / "export"
+    controlnet.save_pretrained(export / "controlnet")
+    plain = load_model(folder, text_encoder=minilm, edit_adapter=export)
+    assert plain.edit_adapter.source_branch is None, "the run trained no source branch"
+    branch = SourceBranch(4, model.unet.config.block_out_channels[0])
+    torch.nn.init.normal_(branch.conv.weight, std=0.05)
+    branch.save_pretrained(export / "source_branch")
+    loaded = load_model(folder, text_encoder=minilm, edit_adapter=export)
+    for name, p in controlnet.state_dict().items():
+        assert torch.equal(loaded.edit_adapter.controlnet.state_dict()[name], p), name
+    assert torch.equal(loaded.edit_adapter.source_branch.conv.weight, branch.conv.weight)
+    own = load_model(folder, text_encoder=minilm).edit_adapter.controlnet.state_dict()
+    assert not torch.allclose(own["conv_in.weight"], loaded.edit_adapter.controlnet.state_dict()["conv_in.weight"])
+    with pytest.raises(EveditError, match="with the edit adapter"):
+        load_model(folder, text_encoder=minilm, edit_adapter=tmp_path / "nowhere")

@@ -68,14 +68,6 @@ class NoiseSchedule:
             **self._diffusers_kwargs(), timestep_spacing="trailing", set_alpha_to_one=True,
         )
 
-    def snr(self, t: torch.Tensor) -> torch.Tensor:
-        """Signal-to-noise ratio alpha-bar / (1 - alpha-bar) at integer timesteps ``t`` (B,)."""
-        from diffusers.training_utils import compute_snr
-
-        if getattr(self, "_ddpm", None) is None:
-            self._ddpm = self.ddpm_scheduler()
-        return compute_snr(self._ddpm, t.cpu()).to(t.device)
-
     def alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """alpha-bar at integer timesteps ``t`` (B,), shaped to broadcast against ``like``.
 
@@ -113,5 +105,6 @@ class NoiseSchedule:
         return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha-bar / (1 - alpha-bar) at integer timesteps ``t`` (B,)."""
         a = self.alphas_cumprod.to(t.device)[t.long()]
         return a / (1 - a).clamp(min=1e-12)

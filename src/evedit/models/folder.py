@@ -141,25 +141,36 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def load_model(folder: str | Path, text_encoder=None) -> EVEModel:
-    """Load a model folder written by :func:`save_model` (frozen, on CPU, float32)."""
+def load_model(folder: str | Path, text_encoder=None, edit_adapter: str | Path | None = None) -> EVEModel:
+    """Load a model folder written by :func:`save_model` (frozen, on CPU, float32).
+
+    ``edit_adapter``: an edit-adapter stage export (a folder with ``controlnet/`` and, if that run
+    trained one, ``source_branch/``) used instead of the folder's own edit adapter, to score a
+    trained adapter inside a shipped model.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     refuse_pickles(folder)
     spec = ModelSpec.from_dict(manifest["spec"])
     parts = manifest["parts"]
+    edit_dir = Path(edit_adapter) if edit_adapter is not None else None
+    control_dir = edit_dir / "controlnet" if edit_dir else folder / parts["controlnet"]
+    if edit_dir:  # the run's source branch if it trained one
+        branch_dir = edit_dir / "source_branch" if (edit_dir / "source_branch").is_dir() else None
+    else:
+        branch_dir = folder / parts["source_branch"] if "source_branch" in parts else None
     kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
     try:
         with quiet_transformers():
             unet = UNet2DConditionModel.from_pretrained(folder / parts["unet"], **kw)
             vae = codec_class(folder / parts["vae"]).from_pretrained(folder / parts["vae"], **kw)
-            controlnet = ControlNetModel.from_pretrained(folder / parts["controlnet"], **kw)
+            controlnet = ControlNetModel.from_pretrained(control_dir, **kw)
             adapter = MotionAdapter.from_pretrained(folder / parts["motion_adapter"], **kw)
             first = FirstFrameBranch.from_pretrained(folder / parts["first_frame"], **kw)
-            branch = (SourceBranch.from_pretrained(folder / parts["source_branch"], **kw)
-                      if "source_branch" in parts else None)
+            branch = SourceBranch.from_pretrained(branch_dir, **kw) if branch_dir is not None else None
     except (OSError, ValueError, RuntimeError) as exc:
-        raise EveditError(f"Could not load model folder '{folder}': {_first_line(exc)}") from exc
+        what = f"model folder '{folder}'" + (f" with the edit adapter '{edit_dir}'" if edit_dir else "")
+        raise EveditError(f"Could not load {what}: {_first_line(exc)}") from exc
     text = text_encoder or _load_text_encoder(folder, spec, parts)
     model = assemble(
         vae=vae, text_encoder=text, unet=unet, controlnet=controlnet, motion_adapter=adapter,

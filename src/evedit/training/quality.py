@@ -69,23 +69,30 @@ def codec_quality(model: EVEModel, items: int = 64) -> dict:
 
 
 @torch.no_grad()
+def t2i_generate(model: EVEModel, captions: list[str], steps: int = 25, guidance: float = 4.0,
+                 seed: int = 0) -> torch.Tensor:
+    """The backbone alone: DDIM with classifier-free guidance from captions to (N, 3, H, W) pixels."""
+    text = model.text_encoder(captions).hidden_states
+    null = model.text_encoder([""]).hidden_states.expand_as(text)
+
+    def fn(x, t):
+        c, u = model.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
+        return cfg_rule(u, c, guidance)
+
+    shape = (len(captions), model.unet.config.in_channels, *_latent_hw(model))
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    z = ddim_sample(fn, noise, ddim_timesteps(steps), model.schedule)
+    return decode_video(model.vae, z[:, :, None])[:, :, 0]
+
+
+@torch.no_grad()
 def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guidance: float = 4.0) -> dict:
     from .stages.clip import ShapeCLIPDataset, _rows
 
     data, wins, seen = ShapeCLIPDataset("test", items, 9), [], 0
     for batch in _batches(data, items, 16):
         rows, valid = _rows(batch["captions"], len(batch["valid"])), batch["valid"]
-        text = model.text_encoder([r[0] for r in rows]).hidden_states
-        null = model.text_encoder([""]).hidden_states.expand_as(text)
-
-        def fn(x, t):
-            c, u = model.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
-            return cfg_rule(u, c, guidance)
-
-        g = torch.Generator().manual_seed(1000 + seen)
-        shape = (len(rows), model.unet.config.in_channels, *_latent_hw(model))
-        z = ddim_sample(fn, torch.randn(shape, generator=g), ddim_timesteps(steps), model.schedule)
-        images = decode_video(model.vae, z[:, :, None])[:, :, 0]  # (B, 3, H, W)
+        images = t2i_generate(model, [r[0] for r in rows], steps, guidance, seed=1000 + seen)
         emb = scorer.clip.image_features(images)
         for i, row in enumerate(rows):
             cands = [c for c, ok in zip(row, valid[i]) if ok]

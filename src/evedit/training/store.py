@@ -78,7 +78,9 @@ def content_hash(module: torch.nn.Module, extra: str = "") -> str:
 
 
 def codec_hash(vae) -> str:
-    return content_hash(vae, f"scaling_factor={float(vae.config.scaling_factor)!r}")
+    norm = [getattr(vae.config, k, None) for k in ("latents_mean", "latents_std")]
+    extra = f";latents_mean={norm[0]!r};latents_std={norm[1]!r}" if None not in norm else ""
+    return content_hash(vae, f"scaling_factor={float(vae.config.scaling_factor)!r}{extra}")
 
 
 def text_hash(text) -> str:

@@ -95,17 +95,22 @@ def grid(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
 TIMESTEP_BIAS = ("none", "later", "earlier")
 
 
+def check_timestep_bias(strategy: str = "none", multiplier: float = 1.0, portion: float = 0.25) -> None:
+    """Refuse a timestep bias :func:`biased_timesteps` cannot draw, in one sentence."""
+    if strategy != "none" and (strategy not in TIMESTEP_BIAS or multiplier <= 0 or not 0 < portion < 1):
+        raise EveditError(f"timestep bias: strategy one of {', '.join(TIMESTEP_BIAS)}, multiplier above 0 and "
+                          f"portion in (0, 1); got {strategy!r}, {multiplier}, {portion}.")
+
+
 def biased_timesteps(n: int, num_timesteps: int, generator, strategy: str = "none",
                      multiplier: float = 1.0, portion: float = 0.25) -> torch.Tensor:
     """``n`` training timesteps, uniform or with the ``portion`` latest (``"later"``) or earliest
     (``"earlier"``) timesteps drawn ``multiplier`` times as often: the timestep bias of diffusers'
     SDXL training example (``--timestep_bias_strategy``, ``--timestep_bias_multiplier``,
     ``--timestep_bias_portion``). ``"none"`` draws exactly as ``torch.randint`` does."""
+    check_timestep_bias(strategy, multiplier, portion)
     if strategy == "none":
         return torch.randint(0, num_timesteps, (n,), generator=generator)
-    if strategy not in TIMESTEP_BIAS or multiplier <= 0 or not 0 < portion < 1:
-        raise EveditError(f"timestep bias: strategy one of {', '.join(TIMESTEP_BIAS)}, multiplier above 0 and "
-                          f"portion in (0, 1); got {strategy!r}, {multiplier}, {portion}.")
     weights = torch.ones(num_timesteps)
     k = int(num_timesteps * portion)
     if strategy == "later":

@@ -46,8 +46,8 @@ from ..fdd.config import FDDConfig
 from ..data import WeightedStepSampler
 from ..store import drop_states, open_store
 from .common import (
-    biased_timesteps, drop_texts, grid, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8,
-    weighted_denoising_loss,
+    biased_timesteps, check_timestep_bias, drop_texts, grid, load_trainable, load_unet, load_vae, psnr,
+    text_encoder, to_uint8, weighted_denoising_loss,
 )
 
 
@@ -99,7 +99,7 @@ class EditAdapterStage:
         if set(config.timestep_bias) - {"strategy", "multiplier", "portion"}:
             raise EveditError("timestep_bias takes strategy, multiplier and portion; "
                               f"got {', '.join(sorted(config.timestep_bias))}.")
-        biased_timesteps(1, 1000, torch.Generator(), **config.timestep_bias)  # refuses bad values in one sentence
+        check_timestep_bias(**config.timestep_bias)
         self.vae, self.unet = load_vae(config.vae_path), load_unet(config.unet_path)
         controlnet = self._init_controlnet(config.init_from)
         if config.text_every_level:
