@@ -99,9 +99,10 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}}
 
 
-def edit_figures(export: Path, per_task: int) -> dict:
-    """The shipped model with the variant's ControlNet (and source branch, if it trained one):
-    keep / edit PSNR and edit accuracy per local task and their means (edit_fidelity.py's figures)."""
+def edit_figures(export: Path, per_task: int, model_folder: Path) -> dict:
+    """``model_folder`` (the shipped model unless the proxy file names another ``model``) with the
+    variant's ControlNet (and source branch, if it trained one): keep / edit PSNR and edit accuracy
+    per local task and their means (edit_fidelity.py's figures)."""
     import numpy as np
     import torch
 
@@ -109,7 +110,7 @@ def edit_figures(export: Path, per_task: int) -> dict:
     from evedit.models import load_model
 
     torch.set_num_threads(1)
-    model = load_model(ROOT / "models" / "shapeworld", edit_adapter=export)
+    model = load_model(model_folder, edit_adapter=export)
     row = {}
     for task in TASKS:
         r = task_rows(model, task, per_task, steps=25, image_scale=None)
@@ -119,7 +120,8 @@ def edit_figures(export: Path, per_task: int) -> dict:
     return row
 
 
-def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None) -> dict:
+def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
+            model_folder: Path = ROOT / "models" / "shapeworld") -> dict:
     run = recipe.parent / "run" / "export"
     summary = json.loads((run / "train_summary.json").read_text())
     row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
@@ -127,7 +129,7 @@ def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None)
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
         row.update(t2i_figures(run, vae, items, grid_path))
     if stage == "edit-adapter":
-        row.update(edit_figures(run, per_task=16))
+        row.update(edit_figures(run, per_task=16, model_folder=model_folder))
     return row
 
 
@@ -161,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     recipes = variant_recipes(spec, args.out or ROOT / "runs" / "proxy" / name)
     train_side_by_side(spec["stage"], recipes, minutes)
     grids = ROOT / "results" / "proxy"
-    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png") for v, r in recipes.items()}
+    model = ROOT / spec.get("model", "models/shapeworld")  # edit-adapter: the parts around the variant's
+    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model)
+            for v, r in recipes.items()}
     print(write_table(spec, name, rows, minutes).read_text())
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Assemble the teachers of the DC retrain (not the shipped model) from models/parts into one model
+# folder: the 16-channel DC codec with its noise-trained decoder, the backbone on it, the edit and
+# video adapters trained on that backbone; ShapeCLIP and the task classifier from models/shapeworld.
+# The parts' runs lie under runs/dc/<stage>/export as links, so `evedit model assemble` reads them
+# as it reads a recipe's runs; measured in benchmarks/results/edit_fidelity.md ("The DC retrain").
+#   scripts/assemble_dc.sh [OUT]            (default OUT: runs/dc/teachers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVEDIT=${EVEDIT:-.venv/bin/evedit}
+OUT=${1:-runs/dc/teachers}
+RUNS=runs/dc
+P=$PWD/models/parts M=$PWD/models/shapeworld
+link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the parts and the run record
+  local stage=$1 record=$2; shift 2
+  mkdir -p "$RUNS/$stage/export"
+  for part in "$@"; do ln -sfn "$part" "$RUNS/$stage/export/$(basename "$part")"; done
+  cp "$record/train_summary.json" "$record/config.yaml" "$RUNS/$stage/export/"
+}
+link codec "$P/codec-dc" "$P/codec-dc/vae"
+link codec-decoder-noise "$P/codec-dc-decoder-noise" "$P/codec-dc-decoder-noise/vae"
+link t2i "$P/t2i-dc" "$P/t2i-dc/unet"
+link edit-adapter "$P/edit-adapter-dc" "$P/edit-adapter-dc/controlnet"
+link video-adapter "$P/video-adapter-dc" "$P/video-adapter-dc/motion_adapter" "$P/video-adapter-dc/first_frame"
+link clip "$P/clip" "$M/shapeclip"
+link task-classifier "$P/task-classifier" "$M/task_classifier"
+HF_HUB_OFFLINE=1 "$EVEDIT" model assemble --runs "$RUNS" --out "$OUT"
