@@ -16,7 +16,8 @@ machine alike) for ``minutes`` of training time (``evedit train --max-minutes``)
 evaluated by its stage (the final evaluation of its export) and, for ``t2i``, by ShapeCLIP top-1
 of its generations for test captions (the model report's figure) and the SDEdit round trip of test
 frames, both through the variant's own codec; for ``edit-adapter``, by the shipped model with the
-variant's adapter on the local tasks' test frames from the instruction alone: PSNR outside and
+variant's adapter (or, with ``model: FOLDER`` in the proxy file, that model folder with it) on the
+local tasks' test frames from the instruction alone: PSNR outside and
 inside the edit's footprint and edit accuracy (``benchmarks/edit_fidelity.py``). The table goes to ``benchmarks/results/proxy_NAME.md``.
 A variant whose export exists is not trained again (a proxy run resumes).
 
