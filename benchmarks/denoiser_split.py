@@ -10,7 +10,8 @@ footprint (the pixels to keep):
 - ``codec``: the input frame through the codec alone.
 
 ``teacher - backbone`` is what the edit adapter adds on pixels it only has to copy.
-Run: ``python benchmarks/denoiser_split.py --model models/shapeworld [--t 600] [--per-task 8]``.
+Run: ``python benchmarks/denoiser_split.py --model models/shapeworld [--t 600] [--per-task 8]
+[--edit-adapter EXPORT]`` (an edit-adapter run's export in place of the folder's).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=8)
     parser.add_argument("--t", type=int, default=600)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--edit-adapter", help="an edit-adapter stage export to score inside --model")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_model(args.model)
+    model = load_model(args.model, edit_adapter=args.edit_adapter)
     print(f"model {args.model}, {args.per_task} test frames per task, from the input noised to t = {args.t}, "
           f"DDIM {args.steps} schedule; keep dB (outside the edit's footprint)")
     print("| task | backbone alone | teacher | adapter adds | codec |")
