@@ -5,12 +5,16 @@
 # The parts' runs lie under runs/dc/<stage>/export as links, so `evedit model assemble` reads them
 # as it reads a recipe's runs; measured in benchmarks/results/edit_fidelity.md ("The DC retrain").
 #   scripts/assemble_dc.sh [OUT]            (default OUT: runs/dc/teachers)
+# EDIT_ADAPTER=FOLDER takes another edit adapter (a part folder or a run's export with controlnet/),
+# RUNS=FOLDER another place for the links (default runs/dc):
+#   RUNS=runs/dc-c128 EDIT_ADAPTER=models/parts/edit-adapter-dc-c128 scripts/assemble_dc.sh runs/dc-c128/teachers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVEDIT=${EVEDIT:-.venv/bin/evedit}
 OUT=${1:-runs/dc/teachers}
-RUNS=runs/dc
+RUNS=${RUNS:-runs/dc}
 P=$PWD/models/parts M=$PWD/models/shapeworld
+EDIT=$(realpath "${EDIT_ADAPTER:-$P/edit-adapter-dc}")
 link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the parts and the run record
   local stage=$1 record=$2; shift 2
   mkdir -p "$RUNS/$stage/export"
@@ -20,7 +24,7 @@ link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the part
 link codec "$P/codec-dc" "$P/codec-dc/vae"
 link codec-decoder-noise "$P/codec-dc-decoder-noise" "$P/codec-dc-decoder-noise/vae"
 link t2i "$P/t2i-dc" "$P/t2i-dc/unet"
-link edit-adapter "$P/edit-adapter-dc" "$P/edit-adapter-dc/controlnet"
+link edit-adapter "$EDIT" "$EDIT/controlnet"
 link video-adapter "$P/video-adapter-dc" "$P/video-adapter-dc/motion_adapter" "$P/video-adapter-dc/first_frame"
 link clip "$P/clip" "$M/shapeclip"
 link task-classifier "$P/task-classifier" "$M/task_classifier"

@@ -147,6 +147,36 @@ def test_pooled_instruction_starts_equal_then_shifts_every_block_and_round_trips
     assert stage.adapter.controlnet.config.addition_embed_type == "text"
 
 
+def test_wider_condition_starts_equal_then_uses_its_new_features_and_round_trips(parts, tmp_path):
+    from diffusers import ControlNetModel
+
+    from evedit.models.edit_adapter import wider_condition
+
+    net = EditAdapterStage(EditAdapterConfig(**parts)).adapter.controlnet
+    for p in list(net.controlnet_down_blocks.parameters()) + list(net.controlnet_cond_embedding.conv_out.parameters()):
+        torch.nn.init.normal_(p, std=0.1)  # non-zero residuals and condition, as after training
+    wide = wider_condition(net, 64)
+    assert tuple(wide.config.conditioning_embedding_out_channels) == (64,) and wider_condition(wide, 64) is wide
+    x, src = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    t, text, task = torch.tensor([10, 500]), torch.randn(2, 8, 384), torch.tensor([0, 3])
+
+    def run(model, cond=src):
+        down, mid = model(x, t, encoder_hidden_states=text, controlnet_cond=cond, class_labels=task, return_dict=False)
+        return torch.cat([r.flatten() for r in down] + [mid.flatten()])
+
+    assert torch.allclose(run(net), run(wide), atol=1e-6)
+    torch.nn.init.normal_(wide.controlnet_cond_embedding.conv_out.weight[:, 16:], std=0.1)
+    assert not torch.allclose(run(net), run(wide), atol=1e-4)  # the new features reach the residuals
+    wide.save_pretrained(tmp_path / "cn")
+    assert torch.equal(run(ControlNetModel.from_pretrained(tmp_path / "cn")), run(wide))
+    with pytest.raises(ValueError, match="widen, not narrow"):
+        wider_condition(wide, 16)
+    stage = EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "cn"), cond_channels=128))
+    assert tuple(stage.adapter.controlnet.config.conditioning_embedding_out_channels) == (128,)
+    with pytest.raises(EveditError, match="cond_channels"):
+        EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "cn"), cond_channels=32))
+
+
 def test_edit_weight_applies_only_from_its_min_t(parts):
     stages = {name: EditAdapterStage(EditAdapterConfig(**parts, **kw)) for name, kw in (
         ("plain", {}), ("weighted", {"edit_weight": 8.0}), ("never", {"edit_weight": 8.0, "edit_weight_min_t": 1000}))}

@@ -101,6 +101,41 @@ def instruction_in_time_embedding(controlnet: ControlNetModel, num_heads: int = 
     return upgraded.to(dtype=controlnet.dtype)
 
 
+def wider_condition(controlnet: ControlNetModel, channels: int) -> ControlNetModel:
+    """The ControlNet with ``channels`` features in its condition embedding (latent condition).
+
+    With the condition at latent resolution, diffusers' ``ControlNetConditioningEmbedding`` is one
+    3x3 conv into ``conditioning_embedding_out_channels[0]`` features, a SiLU and the zero conv
+    into the first block's width. SD's 16 features take 3 RGB channels; a 16-channel DC latent
+    through 16 features and a SiLU has no room to spare. Widening copies the old conv's filters into
+    the first features and gives the new ones fresh filters whose outgoing zero-conv weights are
+    zero, so the returned network equals the given one until it trains. (evedit's choice for wide
+    latents; benchmarks/results/proxy_edit_adapter_dc_condition.md has the equal-time runs.)
+    """
+    old = tuple(controlnet.config.conditioning_embedding_out_channels)
+    if len(old) != 1:
+        raise ValueError("wider_condition takes a latent-space condition (one embedding level); "
+                         f"this ControlNet's embedding has {old}")
+    if channels == old[0]:
+        return controlnet
+    if channels < old[0]:
+        raise ValueError(f"the condition embedding has {old[0]} features; it can widen, not narrow, to {channels}")
+    config = dict(controlnet.config)
+    config["conditioning_embedding_out_channels"] = (channels,)
+    wider = ControlNetModel.from_config(config).to(dtype=controlnet.dtype)
+    state = {k: v for k, v in controlnet.state_dict().items() if not k.startswith("controlnet_cond_embedding.")}
+    missing, unexpected = wider.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("controlnet_cond_embedding.") for k in missing), (missing, unexpected)
+    src, dst = controlnet.controlnet_cond_embedding, wider.controlnet_cond_embedding
+    with torch.no_grad():
+        dst.conv_in.weight[: old[0]] = src.conv_in.weight
+        dst.conv_in.bias[: old[0]] = src.conv_in.bias
+        dst.conv_out.weight.zero_()
+        dst.conv_out.weight[:, : old[0]] = src.conv_out.weight
+        dst.conv_out.bias.copy_(src.conv_out.bias)
+    return wider
+
+
 class SourceBranch(ModelMixin, ConfigMixin):
     """Zero-initialised conv from the input frame's latent to the backbone's first features.
 
@@ -174,6 +209,6 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
 
 
 __all__ = ["EditAdapter", "SourceBranch", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
-           "instruction_in_time_embedding", "COND_SPACES"]
+           "instruction_in_time_embedding", "wider_condition", "COND_SPACES"]
 
 

@@ -190,6 +190,15 @@ def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps
     (:class:`~evedit.training.fdd.config.FDDConfig`). ``start`` = (images (B, 3, H, W), t): finish
     the schedule from those images noised to its first timestep at or below t (SDEdit) instead of
     sampling it all from noise. Returns (B, 3, H, W) in [-1, 1]."""
+    latents = guided_edit_latents(model, batch, captions, steps, seed, image_scale, text_scale, start)
+    return decode_video(model.vae, latents[:, :, None])[:, :, 0]
+
+
+@torch.no_grad()
+def guided_edit_latents(model: EVEModel, batch: dict, captions: list[str] | None, steps: int, seed: int,
+                        image_scale: float | None = None, text_scale: float | None = None,
+                        start: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
+    """:func:`guided_edits` before the decoder: the (B, C, h, w) latents."""
     image_scale, text_scale = teacher_scales(image_scale, text_scale)
     teacher, null = model.denoiser("edit"), model.text_encoder([""]).hidden_states
     src = encode_video(model.vae, batch["input_image"][:, :, None])  # (B, C, 1, h, w)
@@ -208,7 +217,7 @@ def guided_edits(model: EVEModel, batch: dict, captions: list[str] | None, steps
             raise ValueError(f"no step of a {steps}-step schedule is at or below t = {start[1]}")
         frames = encode_video(model.vae, start[0][:, :, None])
         noise = model.schedule.add_noise(frames, noise, torch.full((frames.shape[0],), timesteps[0]))
-    return decode_video(model.vae, ddim_sample(fn, noise, timesteps, model.schedule))[:, :, 0]
+    return ddim_sample(fn, noise, timesteps, model.schedule)[:, :, 0]
 
 
 def mean_accuracy(data: EditTripletDataset, start: int, images: torch.Tensor) -> float:

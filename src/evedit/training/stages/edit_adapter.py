@@ -19,7 +19,8 @@ benchmarks/results/proxy_edit_adapter_*.md): ``edit_weight`` stresses the latent
 changes, and ``task_weights`` draws some tasks' items more often (store data). On the natural mix a
 colour edit is one item in 14 and a few latent positions of 256, and the adapter learned to keep
 every object's input colour. ``pooled_instruction`` and ``text_every_level`` widen the instruction's
-path into the ControlNet. ``source_branch`` adds the input frame's latent to the backbone's own first
+path into the ControlNet; ``cond_channels`` widens the input frame's (wider_condition).
+``source_branch`` adds the input frame's latent to the backbone's own first
 features (:class:`~evedit.models.edit_adapter.SourceBranch`), beside the ControlNet.
 """
 
@@ -40,6 +41,7 @@ from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import (
     EditAdapter, SourceBranch, controlnet_from_unet, instruction_in_time_embedding, text_at_every_level,
+    wider_condition,
 )
 from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
@@ -76,6 +78,7 @@ class EditAdapterConfig:
     task_weights: dict = field(default_factory=dict)  # task -> how often its items are drawn (others 1); store data
     timestep_bias: dict = field(default_factory=dict)  # {strategy: later|earlier, multiplier, portion} (biased_timesteps)
     source_branch: bool = False  # train a SourceBranch too (continued from init_from's sibling source_branch/)
+    cond_channels: int = 0  # features of the condition embedding (wider_condition); 0: the preset's (16) or init_from's
 
 
 class EditAdapterStage:
@@ -106,6 +109,11 @@ class EditAdapterStage:
             controlnet = text_at_every_level(controlnet)
         if config.pooled_instruction:
             controlnet = instruction_in_time_embedding(controlnet)
+        if config.cond_channels:
+            try:
+                controlnet = wider_condition(controlnet, config.cond_channels)
+            except ValueError as e:
+                raise EveditError(f"cond_channels: {e}.") from None
         self.adapter = EditAdapter(controlnet, cond_space="latent", source_branch=self._init_branch())
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
