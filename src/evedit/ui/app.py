@@ -21,7 +21,7 @@ from ..errors import EveditError
 from ..world import TASKS
 from .inputs import SOURCES, bundled_clip, random_world_seed, world_clip, write_preview
 from .job import EditRequest, run_request
-from .runner import EditCancelled, Models, Sessions
+from .runner import Models, Sessions
 
 MAX_FILE_SIZE = "200mb"
 ANY_TASK = "any"
