@@ -23,6 +23,16 @@ from torch import nn
 COND_SPACES = ("latent", "pixel")
 
 
+def _rebuilt(controlnet: ControlNetModel, is_new, drop: str | None = None, **changes) -> ControlNetModel:
+    """A ControlNet built from ``controlnet``'s config with ``changes``, carrying its weights over
+    (those under the ``drop`` prefix left out); every weight it lacks must satisfy ``is_new(key)``."""
+    built = ControlNetModel.from_config({**controlnet.config, **changes})
+    state = {k: v for k, v in controlnet.state_dict().items() if drop is None or not k.startswith(drop)}
+    missing, unexpected = built.load_state_dict(state, strict=False)
+    assert not unexpected and all(is_new(k) for k in missing), (missing, unexpected)
+    return built
+
+
 def controlnet_from_unet(
     unet: UNet2DConditionModel, num_tasks: int, *, conditioning_channels: int = 4,
     conditioning_embedding_out_channels: tuple[int, ...] = (16,),
@@ -39,11 +49,7 @@ def controlnet_from_unet(
     )
     if num_tasks <= 0:
         return base
-    config = dict(base.config)
-    config["num_class_embeds"] = num_tasks
-    controlnet = ControlNetModel.from_config(config)
-    missing, unexpected = controlnet.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and set(missing) == {"class_embedding.weight"}, (missing, unexpected)
+    controlnet = _rebuilt(base, lambda k: k == "class_embedding.weight", num_class_embeds=num_tasks)
     nn.init.zeros_(controlnet.class_embedding.weight)
     return controlnet
 
@@ -62,11 +68,8 @@ def text_at_every_level(controlnet: ControlNetModel) -> ControlNetModel:
     types = list(controlnet.config.down_block_types)
     if all(t.startswith("CrossAttn") for t in types):
         return controlnet
-    config = dict(controlnet.config)
-    config["down_block_types"] = ["CrossAttn" + t if not t.startswith("CrossAttn") else t for t in types]
-    upgraded = ControlNetModel.from_config(config)
-    missing, unexpected = upgraded.load_state_dict(controlnet.state_dict(), strict=False)
-    assert not unexpected and all(".attentions." in k for k in missing), (missing, unexpected)
+    upgraded = _rebuilt(controlnet, lambda k: ".attentions." in k,
+                        down_block_types=["CrossAttn" + t if not t.startswith("CrossAttn") else t for t in types])
     for i, t in enumerate(types):
         if not t.startswith("CrossAttn"):
             for attention in upgraded.down_blocks[i].attentions:
@@ -91,11 +94,8 @@ def instruction_in_time_embedding(controlnet: ControlNetModel, num_heads: int = 
         return controlnet
     if controlnet.config.addition_embed_type is not None:
         raise ValueError(f"the ControlNet already has addition_embed_type={controlnet.config.addition_embed_type!r}")
-    config = dict(controlnet.config)
-    config.update(addition_embed_type="text", addition_embed_type_num_heads=num_heads)
-    upgraded = ControlNetModel.from_config(config)
-    missing, unexpected = upgraded.load_state_dict(controlnet.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("add_embedding.") for k in missing), (missing, unexpected)
+    upgraded = _rebuilt(controlnet, lambda k: k.startswith("add_embedding."),
+                        addition_embed_type="text", addition_embed_type_num_heads=num_heads)
     nn.init.zeros_(upgraded.add_embedding.norm2.weight)
     nn.init.zeros_(upgraded.add_embedding.norm2.bias)
     return upgraded.to(dtype=controlnet.dtype)
@@ -120,12 +120,9 @@ def wider_condition(controlnet: ControlNetModel, channels: int) -> ControlNetMod
         return controlnet
     if channels < old[0]:
         raise ValueError(f"the condition embedding has {old[0]} features; it can widen, not narrow, to {channels}")
-    config = dict(controlnet.config)
-    config["conditioning_embedding_out_channels"] = (channels,)
-    wider = ControlNetModel.from_config(config).to(dtype=controlnet.dtype)
-    state = {k: v for k, v in controlnet.state_dict().items() if not k.startswith("controlnet_cond_embedding.")}
-    missing, unexpected = wider.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("controlnet_cond_embedding.") for k in missing), (missing, unexpected)
+    prefix = "controlnet_cond_embedding."
+    wider = _rebuilt(controlnet, lambda k: k.startswith(prefix), drop=prefix,
+                     conditioning_embedding_out_channels=(channels,)).to(dtype=controlnet.dtype)
     src, dst = controlnet.controlnet_cond_embedding, wider.controlnet_cond_embedding
     with torch.no_grad():
         dst.conv_in.weight[: old[0]] = src.conv_in.weight
