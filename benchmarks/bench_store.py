@@ -240,6 +240,43 @@ def compare_formats(n: int = 1024, strings: int = 1500, batches: int = 50, batch
     (ROOT / "benchmarks" / "results" / "store.md").write_text("\n".join(lines) + "\n")
 
 
+def compare_build_workers(items: int, workers: list[int], vae_path: str = "models/parts/codec-dc/vae") -> None:
+    """``evedit data build edit`` of the same ``items`` with each number of rendering workers."""
+    import torch
+    from safetensors.torch import load_file
+
+    from evedit.training.stages.common import load_vae, text_encoder
+    from evedit.training.store_build import build_store, source_dataset
+
+    torch.set_num_threads(1)
+    vae, text = load_vae(ROOT / vae_path), text_encoder()
+    rows, first = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in workers:
+            out = Path(tmp) / f"w{w}"
+            began = time.perf_counter()
+            m = build_store("edit", source_dataset("edit", "shapeworld", items), vae, text, out,
+                            vae_path=vae_path, progress=False, workers=w)
+            rate = items / (time.perf_counter() - began)
+            shards = [load_file(str(out / name)) for name in m["shards"]]
+            same = first is None or all(torch.equal(a[k], b[k]) for a, b in zip(first, shards) for k in a)
+            first = first or shards
+            rows.append((w, rate, same))
+            print(f"workers {w}: {rate:.0f} items/s, same store: {same}", flush=True)
+    write_section(ROOT / "benchmarks" / "results" / "store.md", "Build: rendering workers", [
+        "",
+        f"{date.today()}, {platform.machine()} ({os.cpu_count()} CPUs), one torch thread. `edit` store of "
+        f"{items} ShapeWorld items through the DC codec (`{vae_path}`) and MiniLM; `--workers` processes "
+        "render while the main process encodes.",
+        f"Command: `python benchmarks/bench_store.py --build-workers {' '.join(map(str, workers))} "
+        f"--build-items {items}`.",
+        "",
+        "| workers | items/s | store identical to the first row's |",
+        "|---:|---:|---|",
+        *[f"| {w} | {r:.0f} | {'yes' if same else 'NO'} |" for w, r, same in rows],
+    ])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare-store", action="store_true", help="step time from the store vs on the fly")
@@ -247,11 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--stages", nargs="+", default=[*STAGE_KIND, "align"],
                         choices=[*STAGE_KIND, "align"])
+    parser.add_argument("--build-workers", type=int, nargs="+", help="store build speed with these --workers")
+    parser.add_argument("--build-items", type=int, default=1024)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.build_workers:
+        compare_build_workers(args.build_items, args.build_workers)
     if args.formats:
         compare_formats()
-    if args.compare_store or not args.formats:
+    if args.compare_store or not (args.formats or args.build_workers):
         compare_store(args.steps, args.stages)
 
 

@@ -15,8 +15,12 @@ ControlNet, from noise, from the instruction alone) loses on pixels it only has 
 (``noise``), the teacher finishes the schedule from the true edit noised to t (``truth@T``: the
 decisions above t are the truth's) or from the input frame noised to t (``input@T``, SDEdit), and
 ``codec edit`` is the true edit through the codec alone inside the footprint.
+``--split val`` chooses settings (``--image-scale``, ``--text-scale``) away from the test frames;
+``--caption output`` hands the backbone the true output caption instead of the empty text (an
+isolation of what the backbone is told; a user has no such caption); ``--grid`` writes samples.
 Run: ``python benchmarks/edit_fidelity.py --model models/shapeworld [--per-task 16] [--steps 25]
-[--image-scale S] [--starts noise truth@600 truth@300 truth@100 input@600]``.
+[--image-scale S] [--text-scale S] [--split val] [--caption output] [--grid FILE]
+[--starts noise truth@600 truth@300 truth@100 input@600]``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import torch
 from torch.utils.data import default_collate
 
 from evedit.models import load_model
+from evedit.io import write_image
 from evedit.models.codec import decode_video, encode_video
+from evedit.training.stages.common import grid, to_uint8
 from evedit.training.quality import guided_edits, mean_accuracy
 from evedit.world import EditTripletDataset, edit_footprint
 
@@ -62,10 +68,13 @@ def start_rows(model, task: str, per_task: int, steps: int, starts: list[str]) -
 
 
 @torch.no_grad()
-def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | None) -> dict[str, float]:
-    data = EditTripletDataset("test", per_task, tasks=(task,))
+def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | None,
+              text_scale: float | None = None, split: str = "test", grid_rows: list | None = None,
+              caption: str = "none") -> dict[str, float]:
+    data = EditTripletDataset(split, per_task, tasks=(task,))
     batch = default_collate([data[i] for i in range(per_task)])
-    edits = guided_edits(model, batch, None, steps, seed=0, image_scale=image_scale)
+    captions = None if caption == "none" else list(batch[f"{caption}_caption"])  # none: what a user gives
+    edits = guided_edits(model, batch, captions, steps, seed=0, image_scale=image_scale, text_scale=text_scale)
     codec = decode_video(model.vae, encode_video(model.vae, batch["input_image"][:, :, None]))[:, :, 0]
     rows = {"keep": [], "edit": [], "codec keep": []}
     for i in range(per_task):
@@ -75,6 +84,9 @@ def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | 
         rows["keep"].append(masked_psnr(edits[i], truth, ~inside))
         rows["edit"].append(masked_psnr(edits[i], truth, inside))
         rows["codec keep"].append(masked_psnr(codec[i], truth, ~inside))
+    if grid_rows is not None:  # input | edit | truth, the first four frames
+        shown = [to_uint8(x[:4]) for x in (batch["input_image"], edits, batch["output_image"])]
+        grid_rows.extend([list(cols) for cols in zip(*shown)])
     return {**{k: float(np.mean(v)) for k, v in rows.items()}, "acc": mean_accuracy(data, 0, edits)}
 
 
@@ -84,6 +96,13 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--image-scale", type=float, help="ip2p image guidance (default: the teacher's, 1.5)")
+    parser.add_argument("--text-scale", type=float, help="ip2p text guidance (default: the teacher's, 2.0)")
+    parser.add_argument("--split", default="test", choices=("val", "test"),
+                        help="frames to edit: val for choosing settings, test for reporting")
+    parser.add_argument("--caption", default="none", choices=("none", "output", "input"),
+                        help="the backbone's text: none (the instruction alone, as a user) or a true caption "
+                             "(isolation: what the backbone is told)")
+    parser.add_argument("--grid", help="write a PNG of input | edit | truth, four frames per task, here")
     parser.add_argument("--starts", nargs="+", help="keep / edit PSNR per start: noise, truth@T, input@T")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -98,14 +117,20 @@ def main() -> None:
             print(f"| {task} | " + " | ".join(f"{r[s][0]:.2f} / {r[s][1]:.2f}" for s in args.starts)
                   + f" | {r['codec edit'][1]:.2f} |", flush=True)
         return
-    print(f"model {args.model}, {args.per_task} test frames per task, DDIM {args.steps}, instruction alone, "
-          f"image guidance {args.image_scale or 'default'}")
+    told = "instruction alone" if args.caption == "none" else f"instruction + true {args.caption} caption"
+    print(f"model {args.model}, {args.per_task} {args.split} frames per task, DDIM {args.steps}, {told}, "
+          f"image guidance {args.image_scale or 'default'}, text guidance {args.text_scale or 'default'}")
     print("| task | keep dB | codec keep dB | lost by denoising dB | edit dB | edit accuracy |")
     print("|---|---:|---:|---:|---:|---:|")
+    shown: list | None = [] if args.grid else None
     for task in TASKS:
-        r = task_rows(model, task, args.per_task, args.steps, args.image_scale)
+        r = task_rows(model, task, args.per_task, args.steps, args.image_scale, args.text_scale, args.split, shown,
+                      args.caption)
         print(f"| {task} | {r['keep']:.2f} | {r['codec keep']:.2f} | {r['codec keep'] - r['keep']:.2f} | "
               f"{r['edit']:.2f} | {r['acc']:.0%} |", flush=True)
+    if args.grid:
+        write_image(args.grid, grid(shown))
+        print(f"samples: {args.grid} (rows: {', '.join(TASKS)}, four each; input | edit | truth)")
 
 
 if __name__ == "__main__":

@@ -177,6 +177,37 @@ def test_wider_condition_starts_equal_then_uses_its_new_features_and_round_trips
         EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "cn"), cond_channels=32))
 
 
+def test_deeper_attention_starts_equal_then_uses_its_new_blocks_and_round_trips(parts, tmp_path):
+    from diffusers import ControlNetModel
+
+    from evedit.models.edit_adapter import deeper_attention
+
+    net = EditAdapterStage(EditAdapterConfig(**parts, text_every_level=True)).adapter.controlnet
+    for p in net.controlnet_down_blocks.parameters():
+        torch.nn.init.normal_(p, std=0.1)  # non-zero residuals, as after training
+    deep = deeper_attention(net, 2)
+    assert deep.config.transformer_layers_per_block == 2 and deeper_attention(deep, 2) is deep
+    x, src = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    t, text, task = torch.tensor([10, 500]), torch.randn(2, 8, 384), torch.tensor([0, 3])
+
+    def run(model):
+        down, mid = model(x, t, encoder_hidden_states=text, controlnet_cond=src, class_labels=task, return_dict=False)
+        return torch.cat([r.flatten() for r in down] + [mid.flatten()])
+
+    assert torch.allclose(run(net), run(deep), atol=1e-6)
+    new = deep.down_blocks[1].attentions[0].transformer_blocks[1]
+    torch.nn.init.normal_(new.attn2.to_out[0].weight, std=0.1)  # the new block's cross-attention now speaks
+    assert not torch.allclose(run(net), run(deep), atol=1e-4)
+    deep.save_pretrained(tmp_path / "cn")
+    assert torch.equal(run(ControlNetModel.from_pretrained(tmp_path / "cn")), run(deep))
+    with pytest.raises(ValueError, match="deepen, not shrink"):
+        deeper_attention(deep, 1)
+    stage = EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "cn"), attention_layers=3))
+    assert stage.adapter.controlnet.config.transformer_layers_per_block == 3
+    with pytest.raises(EveditError, match="attention_layers"):
+        EditAdapterStage(EditAdapterConfig(**parts, init_from=str(tmp_path / "cn"), attention_layers=1))
+
+
 def test_edit_weight_applies_only_from_its_min_t(parts):
     stages = {name: EditAdapterStage(EditAdapterConfig(**parts, **kw)) for name, kw in (
         ("plain", {}), ("weighted", {"edit_weight": 8.0}), ("never", {"edit_weight": 8.0, "edit_weight_min_t": 1000}))}

@@ -64,6 +64,14 @@ def test_encode_shard_is_deterministic(vae, minilm):
     assert a["clip"].shape == (2, 4, 2, 16, 16)
 
 
+def test_workers_render_the_same_store(vae, minilm, tmp_path):
+    one, two = build("edit", vae, minilm, tmp_path / "a"), build("edit", vae, minilm, tmp_path / "b", workers=2)
+    assert one["shards"] == two["shards"]
+    for name in one["shards"]:
+        a, b = load_file(str(tmp_path / "a" / name)), load_file(str(tmp_path / "b" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_store_from_another_codec_is_refused(vae, minilm, tmp_path):
     build("image", vae, minilm, tmp_path / "s", n=2)
     other = AutoencoderKL(**{**SHAPEWORLD_VAE, "scaling_factor": 0.5})

@@ -219,6 +219,7 @@ def data_build(
     frames: int = typer.Option(8, "--frames", min=1, max=64, help="Frames per clip (video, align)."),
     shard_items: int = typer.Option(1024, "--shard-items", min=1, help="Items per shard file."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items encoded per forward pass (memory, not results)."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Processes rendering (or reading) items while the codec encodes; the store is the same for any number."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="ShapeWorld edit/align: only these tasks, comma-separated (e.g. color,remove)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -229,7 +230,7 @@ def data_build(
     from .training.store_build import build_command
 
     m = build_command(kind, out, items=items, source=source, vae=vae, frames=frames, shard_items=shard_items,
-                      batch_size=batch_size, progress=not quiet,
+                      batch_size=batch_size, progress=not quiet, workers=workers,
                       tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks is not None else None)
     print(f"store: {out} ({m['items']} {kind} items, {len(m['shards'])} shards, {m['bytes'] / 2**20:.1f} MiB, "
           f"{m['build_seconds_last_run']:.0f} s)")

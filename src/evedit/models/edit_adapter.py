@@ -133,6 +133,40 @@ def wider_condition(controlnet: ControlNetModel, channels: int) -> ControlNetMod
     return wider
 
 
+def deeper_attention(controlnet: ControlNetModel, layers: int) -> ControlNetModel:
+    """The ControlNet with ``layers`` transformer blocks in each of its attention layers.
+
+    The ShapeWorld ControlNet has one transformer block (self-attention, cross-attention to the
+    instruction, feed-forward) per level, 32 to 64 features wide: it fits its own training edits
+    little better than held-out ones (benchmarks/results/edit_fidelity.md, "One GPU run"), so it
+    underfits rather than lacks data. Deepening adds blocks after the existing ones (the residual
+    count the backbone receives is unchanged); each new block's attention output projections and
+    last feed-forward layer start at zero, so it is the identity and the returned network equals
+    the given one until it trains. (evedit's choice for capacity on a frozen backbone; the paper's
+    SD adapter has SD's depth.)
+    """
+    old = controlnet.config.transformer_layers_per_block
+    if not isinstance(old, int):
+        raise ValueError(f"deeper_attention takes one depth for every level; this ControlNet has {old}")
+    if layers == old:
+        return controlnet
+    if layers < old:
+        raise ValueError(f"the attention layers have {old} blocks; they can deepen, not shrink, to {layers}")
+
+    def is_new(key: str) -> bool:
+        _, found, rest = key.partition(".transformer_blocks.")
+        return bool(found) and int(rest.split(".")[0]) >= old
+
+    deeper = _rebuilt(controlnet, is_new, transformer_layers_per_block=layers).to(dtype=controlnet.dtype)
+    with torch.no_grad():
+        for module in deeper.modules():
+            for block in list(getattr(module, "transformer_blocks", []))[old:]:
+                for out in (block.attn1.to_out[0], block.attn2.to_out[0], block.ff.net[-1]):
+                    out.weight.zero_()
+                    out.bias.zero_()
+    return deeper
+
+
 class SourceBranch(ModelMixin, ConfigMixin):
     """Zero-initialised conv from the input frame's latent to the backbone's first features.
 
@@ -206,6 +240,6 @@ def controlnet_condition_size(controlnet: ControlNetModel, latent_size: int) -> 
 
 
 __all__ = ["EditAdapter", "SourceBranch", "controlnet_from_unet", "controlnet_condition_size", "text_at_every_level",
-           "instruction_in_time_embedding", "wider_condition", "COND_SPACES"]
+           "instruction_in_time_embedding", "wider_condition", "deeper_attention", "COND_SPACES"]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from safetensors.torch import save_file
-from torch.utils.data import Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..errors import EveditError
@@ -97,13 +97,14 @@ def encode_latents(vae, pixels: torch.Tensor, video: bool) -> tuple[torch.Tensor
 
 
 def encode_shard(kind: str, data: Dataset, start: int, stop: int, vae, text, batch_size: int,
-                 bar=None) -> dict[str, torch.Tensor]:
-    """Items ``range(start, stop)`` of ``data`` as one shard's tensors (fp16 latents, a text table)."""
+                 bar=None, workers: int = 0) -> dict[str, torch.Tensor]:
+    """Items ``range(start, stop)`` of ``data`` as one shard's tensors (fp16 latents, a text table).
+
+    ``workers`` processes render (or read) the items while the codec encodes, in item order."""
     lay, keys = LAYOUTS[kind], SOURCE_KEYS[kind]
     fields: dict[str, list] = {}
     table: dict[str, int] = {"": 0}  # row 0: the null text
-    for first in range(start, stop, batch_size):
-        batch = default_collate([data[i] for i in range(first, min(first + batch_size, stop))])
+    for batch in DataLoader(Subset(data, range(start, stop)), batch_size=batch_size, num_workers=workers):
         for name in lay.latents:
             mode, std = encode_latents(vae, batch[keys[name]], lay.video)
             fields.setdefault(name, []).append(mode.half())
@@ -115,7 +116,7 @@ def encode_shard(kind: str, data: Dataset, start: int, stop: int, vae, text, bat
         for name in lay.ints:
             fields.setdefault(name, []).append(torch.as_tensor(batch[keys[name]]).to(torch.int32))
         if bar is not None:
-            bar.update(min(first + batch_size, stop) - first)
+            bar.update(len(batch[keys[lay.latents[0]]]))
     tensors = {name: torch.cat(parts) for name, parts in fields.items()}
     strings = list(table)  # insertion order = row order
     states, pooled = [], []
@@ -144,8 +145,9 @@ def _check_resume(out: Path, params: dict) -> None:
 
 def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source: str = "shapeworld",
                 vae_path: str = "", shard_items: int = 1024, batch_size: int = 64,
-                progress: bool = True) -> dict:
-    """Encode every item of ``data`` into the store ``out``; returns its manifest."""
+                progress: bool = True, workers: int = 0) -> dict:
+    """Encode every item of ``data`` into the store ``out``; returns its manifest. ``workers``
+    render (or read) items in parallel processes; the store is the same for any number."""
     out, n = Path(out), len(data)
     if n == 0:
         raise EveditError("The source holds no items to store.")
@@ -163,7 +165,7 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
         if (out / name).is_file():  # written by an earlier, interrupted run of the same build
             bar.update(stop - start)
             continue
-        tensors = encode_shard(kind, data, start, stop, vae, text, batch_size, bar)
+        tensors = encode_shard(kind, data, start, stop, vae, text, batch_size, bar, workers)
         tmp = out / f".{name}.tmp"
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": kind})
         os.replace(tmp, out / name)
@@ -181,17 +183,21 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
 
 def build_command(kind: str, out: str | Path, *, items: int | None, source: str = "shapeworld",
                   vae: str | Path = "runs/codec/export/vae", frames: int = 8, shard_items: int = 1024,
-                  batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None) -> dict:
-    """What ``evedit data build`` does: load the frozen encoders, pick the source, build."""
+                  batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None,
+                  workers: int = 0) -> dict:
+    """What ``evedit data build`` does: load the frozen encoders (on the GPU when there is one),
+    pick the source, build."""
     from .stages.common import load_vae, text_encoder
     from .stages.t2i import resolve_vae_folder
 
     if kind not in LAYOUTS:
         raise EveditError(f"Unknown store kind '{kind}'; choose one of {', '.join(LAYOUTS)}.")
-    if shard_items < 1 or batch_size < 1:
-        raise EveditError("--shard-items and --batch-size must be at least 1.")
+    if shard_items < 1 or batch_size < 1 or workers < 0:
+        raise EveditError("--shard-items and --batch-size must be at least 1, --workers at least 0.")
     folder = resolve_vae_folder(vae)
     data = source_dataset(kind, source, items, frames=frames, tasks=tasks)
     label = f"{source} ({', '.join(tasks)})" if tasks else source
-    return build_store(kind, data, load_vae(folder), text_encoder(), out, source=label, vae_path=str(folder),
-                       shard_items=shard_items, batch_size=batch_size, progress=progress)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return build_store(kind, data, load_vae(folder).to(device), text_encoder().to(device), out, source=label,
+                       vae_path=str(folder), shard_items=shard_items, batch_size=batch_size, progress=progress,
+                       workers=workers)

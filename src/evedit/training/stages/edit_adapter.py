@@ -19,7 +19,8 @@ benchmarks/results/proxy_edit_adapter_*.md): ``edit_weight`` stresses the latent
 changes, and ``task_weights`` draws some tasks' items more often (store data). On the natural mix a
 colour edit is one item in 14 and a few latent positions of 256, and the adapter learned to keep
 every object's input colour. ``pooled_instruction`` and ``text_every_level`` widen the instruction's
-path into the ControlNet; ``cond_channels`` widens the input frame's (wider_condition).
+path into the ControlNet; ``cond_channels`` widens the input frame's (wider_condition);
+``attention_layers`` deepens its attention (deeper_attention).
 ``source_branch`` adds the input frame's latent to the backbone's own first
 features (:class:`~evedit.models.edit_adapter.SourceBranch`), beside the ControlNet.
 """
@@ -40,8 +41,8 @@ from ...losses import denoising_loss, edit_region_weights
 from ...models.codec import decode_images, encode_images
 from ...models.compose import image_edit_forward
 from ...models.edit_adapter import (
-    EditAdapter, SourceBranch, controlnet_from_unet, instruction_in_time_embedding, text_at_every_level,
-    wider_condition,
+    EditAdapter, SourceBranch, controlnet_from_unet, deeper_attention, instruction_in_time_embedding,
+    text_at_every_level, wider_condition,
 )
 from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
@@ -79,6 +80,7 @@ class EditAdapterConfig:
     timestep_bias: dict = field(default_factory=dict)  # {strategy: later|earlier, multiplier, portion} (biased_timesteps)
     source_branch: bool = False  # train a SourceBranch too (continued from init_from's sibling source_branch/)
     cond_channels: int = 0  # features of the condition embedding (wider_condition); 0: the preset's (16) or init_from's
+    attention_layers: int = 0  # transformer blocks per attention layer (deeper_attention); 0: the preset's or init_from's
 
 
 class EditAdapterStage:
@@ -114,6 +116,11 @@ class EditAdapterStage:
                 controlnet = wider_condition(controlnet, config.cond_channels)
             except ValueError as e:
                 raise EveditError(f"cond_channels: {e}.") from None
+        if config.attention_layers:
+            try:
+                controlnet = deeper_attention(controlnet, config.attention_layers)
+            except ValueError as e:
+                raise EveditError(f"attention_layers: {e}.") from None
         self.adapter = EditAdapter(controlnet, cond_space="latent", source_branch=self._init_branch())
         self.text = text_encoder()
         self.schedule = NoiseSchedule()
