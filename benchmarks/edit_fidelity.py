@@ -67,6 +67,17 @@ def start_rows(model, task: str, per_task: int, steps: int, starts: list[str]) -
     return out
 
 
+def footprint_psnrs(data, indices: list[int], images: torch.Tensor, truth: torch.Tensor) -> tuple[list, list]:
+    """PSNR outside and inside the edit footprint of items ``indices`` of ``data``, per item."""
+    keep, edit = [], []
+    for j, i in enumerate(indices):
+        ex, f = data.example_frame(i)
+        inside = edit_footprint(ex)[f]
+        keep.append(masked_psnr(images[j], truth[j], ~inside))
+        edit.append(masked_psnr(images[j], truth[j], inside))
+    return keep, edit
+
+
 @torch.no_grad()
 def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | None,
               text_scale: float | None = None, split: str = "test", grid_rows: list | None = None,
@@ -76,14 +87,9 @@ def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | 
     captions = None if caption == "none" else list(batch[f"{caption}_caption"])  # none: what a user gives
     edits = guided_edits(model, batch, captions, steps, seed=0, image_scale=image_scale, text_scale=text_scale)
     codec = decode_video(model.vae, encode_video(model.vae, batch["input_image"][:, :, None]))[:, :, 0]
-    rows = {"keep": [], "edit": [], "codec keep": []}
-    for i in range(per_task):
-        ex, f = data.example_frame(i)
-        inside = edit_footprint(ex)[f]
-        truth = batch["output_image"][i]
-        rows["keep"].append(masked_psnr(edits[i], truth, ~inside))
-        rows["edit"].append(masked_psnr(edits[i], truth, inside))
-        rows["codec keep"].append(masked_psnr(codec[i], truth, ~inside))
+    indices, truth = list(range(per_task)), batch["output_image"]
+    keep, edit = footprint_psnrs(data, indices, edits, truth)
+    rows = {"keep": keep, "edit": edit, "codec keep": footprint_psnrs(data, indices, codec, truth)[0]}
     if grid_rows is not None:  # input | edit | truth, the first four frames
         shown = [to_uint8(x[:4]) for x in (batch["input_image"], edits, batch["output_image"])]
         grid_rows.extend([list(cols) for cols in zip(*shown)])

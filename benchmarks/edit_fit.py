@@ -18,22 +18,17 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from edit_fidelity import TASKS, masked_psnr
+from edit_fidelity import TASKS, footprint_psnrs
 from evedit.models import load_model
 from evedit.training.quality import guided_edits, triplet_accuracies
-from evedit.world import EditTripletDataset, edit_footprint
+from evedit.world import EditTripletDataset
 
 
 def rows(model, data, indices: list[int], steps: int) -> dict[str, float]:
     batch = default_collate([data[i] for i in indices])
     edits = guided_edits(model, batch, None, steps, seed=0)
-    keep, edit, acc = [], [], []
-    for j, i in enumerate(indices):
-        ex, f = data.example_frame(i)
-        inside, truth = edit_footprint(ex)[f], batch["output_image"][j]
-        keep.append(masked_psnr(edits[j], truth, ~inside))
-        edit.append(masked_psnr(edits[j], truth, inside))
-        acc.extend(a for a in triplet_accuracies(data, i, edits[j:j + 1]) if a is not None)
+    keep, edit = footprint_psnrs(data, indices, edits, batch["output_image"])
+    acc = [a for j, i in enumerate(indices) for a in triplet_accuracies(data, i, edits[j:j + 1]) if a is not None]
     return {"keep": float(np.mean(keep)), "edit": float(np.mean(edit)),
             "acc": float(np.mean(acc)) if acc else float("nan")}
 
