@@ -355,3 +355,4 @@ def test_the_card_says_when_the_critic_started():
     assert _warmup_note({"steps_sds": 400, "disc_warmup": 400}) == "; the critic trained from iteration 1"
     assert _warmup_note({"steps_sds": 400, "disc_warmup": 100}) == "; the critic trained from iteration 301"
     assert _warmup_note({"steps_sds": 400}) == ""
+    assert _warmup_note({"steps_sds": 600, "steps_adv": 0, "disc_warmup": 400, "ablation": "no-adv"}) == ""

@@ -240,7 +240,7 @@ def data_build(
 def model_assemble(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder holding <stage>/export of each training stage."),
     out: Path = typer.Option(Path("models/shapeworld"), "--out", "-o", help="Model folder to write (fp16)."),
-    aligned: Optional[Path] = typer.Option(None, "--aligned", help="An `evedit align` model folder whose LoRA to include."),
+    aligned: Optional[Path] = typer.Option(None, "--aligned", help="An `evedit align` model folder (or a models/parts/align-* folder) whose LoRA to include."),
 ) -> None:
     """Assemble the trained ShapeWorld parts into one model folder with a model card."""
     from .training.ship import assemble_shapeworld

@@ -140,19 +140,27 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
 
 
 def _warmup_note(cfg: dict) -> str:
+    if cfg.get("steps_adv", 1) == 0 or cfg.get("ablation") == "no-adv":
+        return ""  # no adversarial phase: no critic was trained
     warm = min(int(cfg.get("disc_warmup", 0) or 0), int(cfg.get("steps_sds", 0) or 0))
     return f"; the critic trained from iteration {int(cfg['steps_sds']) - warm + 1}" if warm > 0 else ""
 
 
 def _take_lora(model, aligned: Path) -> str:
-    """Load the aligned folder's LoRA into ``model``; the card's alignment paragraph."""
-    from ..models.folder import load_folder_lora, read_manifest
+    """Load the aligned folder's LoRA into ``model``; the card's alignment paragraph. ``aligned`` is an
+    ``evedit align`` run's ``model/`` folder (its summary beside it) or a part folder as
+    ``models/parts/align-*`` keeps one: ``lora/`` with the LoRA file and the run's ``align_summary.json``."""
+    from ..models.folder import MANIFEST, load_folder_lora, read_manifest
+    from ..models.lora import LORA_FILE
 
-    parts = read_manifest(aligned).get("parts", {})
-    if "lora" not in parts:
-        raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` run.")
-    load_folder_lora(model, aligned / parts["lora"])  # where the manifest says, as load_model reads it
-    summary = aligned.parent / "align_summary.json"
+    if (aligned / "lora" / LORA_FILE).is_file() and not (aligned / MANIFEST).is_file():
+        lora_dir, summary = aligned / "lora", aligned / "align_summary.json"
+    else:
+        parts = read_manifest(aligned).get("parts", {})
+        if "lora" not in parts:
+            raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` run.")
+        lora_dir, summary = aligned / parts["lora"], aligned.parent / "align_summary.json"
+    load_folder_lora(model, lora_dir)  # where the manifest says, as load_model reads it
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
