@@ -140,8 +140,8 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
 
 
 def _warmup_note(cfg: dict) -> str:
-    if cfg.get("steps_adv", 1) == 0 or cfg.get("ablation") == "no-adv":
-        return ""  # no adversarial phase: no critic was trained
+    if cfg.get("steps_adv", 1) == 0:
+        return ""  # no adversarial phase (an SDS-only run): no critic was trained
     warm = min(int(cfg.get("disc_warmup", 0) or 0), int(cfg.get("steps_sds", 0) or 0))
     return f"; the critic trained from iteration {int(cfg['steps_sds']) - warm + 1}" if warm > 0 else ""
 
@@ -158,9 +158,10 @@ def _take_lora(model, aligned: Path) -> str:
     else:
         parts = read_manifest(aligned).get("parts", {})
         if "lora" not in parts:
-            raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` run.")
+            raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` "
+                              "run or a models/parts/align-* folder.")
         lora_dir, summary = aligned / parts["lora"], aligned.parent / "align_summary.json"
-    load_folder_lora(model, lora_dir)  # where the manifest says, as load_model reads it
+    load_folder_lora(model, lora_dir)
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
