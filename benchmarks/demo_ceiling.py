@@ -28,8 +28,8 @@ from evedit.training.stages.common import load_vae, to_uint8
 from evedit.world import WorldConfig, edit_footprint, make_example, visible_masks
 
 ROOT = Path(__file__).resolve().parents[1]
-CODECS = {"shipped 4-channel KL (models/shapeworld/vae)": "models/shapeworld/vae",
-          "16-channel DC (models/parts/codec-dc/vae)": "models/parts/codec-dc/vae"}
+CODECS = {"shipped (0.4.0): 16-channel DC, noise-trained decoder (models/shapeworld/vae)": "models/shapeworld/vae",
+          "16-channel DC, its own decoder (models/parts/codec-dc/vae)": "models/parts/codec-dc/vae"}
 
 
 @torch.no_grad()
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = ["# The demo test's ceiling on each codec", "",
              f"{date.today()}, {platform.machine()}. The bundled clip's exact edit (\"{info['instruction']}\", "
              "8 frames, 64x64) encoded and decoded by each codec, against the exact edit; the demo test "
-             "asks for at least 25 dB outside the footprint.", "Command: `python benchmarks/demo_ceiling.py`.", "",
+             "asks for at least 25 dB outside the footprint.",
+             "Command: `python benchmarks/demo_ceiling.py" + "".join(f' --codec "{c}"' for c in args.codec or []) + "`.", "",
              "| codec | outside footprint dB | inside circle dB | whole frames dB | circle still red |",
              "|---|---:|---:|---:|---|"]
     for name, folder in codecs.items():

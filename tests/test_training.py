@@ -349,10 +349,13 @@ def test_learning_rate_warms_up_then_drops_at_milestones():
     assert Trainer(stage=stage, cfg=TrainConfig(lr=1e-3), resolved={})._lr(5000) == 1e-3
 
 
-def test_the_card_says_when_the_critic_started():
-    from evedit.training.ship import _warmup_note
+def test_the_card_says_when_the_critic_started_and_the_sds_weight():
+    from evedit.training.ship import _adversarial_note
 
-    assert _warmup_note({"steps_sds": 400, "disc_warmup": 400}) == "; the critic trained from iteration 1"
-    assert _warmup_note({"steps_sds": 400, "disc_warmup": 100}) == "; the critic trained from iteration 301"
-    assert _warmup_note({"steps_sds": 400}) == ""
-    assert _warmup_note({"steps_sds": 600, "steps_adv": 0, "disc_warmup": 400, "ablation": "no-adv"}) == ""
+    assert _adversarial_note({"steps_sds": 400, "disc_warmup": 400, "lam": 40.0}) == (
+        ", SDS weight 40; the critic trained from iteration 1")
+    assert _adversarial_note({"steps_sds": 600, "steps_adv": 0, "lam": 2.5}) == ""
+    assert _adversarial_note({"steps_sds": 400, "disc_warmup": 400}) == "; the critic trained from iteration 1"
+    assert _adversarial_note({"steps_sds": 400, "disc_warmup": 100}) == "; the critic trained from iteration 301"
+    assert _adversarial_note({"steps_sds": 400}) == ""
+    assert _adversarial_note({"steps_sds": 600, "steps_adv": 0, "disc_warmup": 400, "ablation": "no-adv"}) == ""

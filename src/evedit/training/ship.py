@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from diffusers import ControlNetModel, MotionAdapter, UNet2DConditionModel
 
+from .. import __version__
 from ..diffusion import NoiseSchedule
 from ..errors import EveditError
 from ..models import assemble, save_model, shapeworld_spec
@@ -83,8 +84,10 @@ def _init_from(runs: Path, stage: str) -> str | None:
 
 def model_card(runs: Path, stages: list[str]) -> str:
     lines = ["# ShapeWorld EVE model (evedit)", "",
-             f"Assembled {date.today()} from the runs in `{runs}`; weights stored as fp16 safetensors.",
-             "Reproduce with `make train-shapeworld` (2 CPU cores).", "",
+             f"Assembled {date.today()} by evedit {__version__} from the runs in `{runs}`; weights stored",
+             "as fp16 safetensors.",
+             "Each stage's run record is below; `models/parts/README.md` gives the command that made",
+             "each part, and `make train-shapeworld` is the from-scratch recipe (2 CPU cores).", "",
              "Wall time counts the last (resumed) run of a stage only; `steps this run` says how many",
              "steps that was.", "",
              "| stage | steps | steps this run | wall time (min) | final metrics (validation split) |",
@@ -139,11 +142,13 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
     return save_model(model, out, half=True, extras=extras, card=card)
 
 
-def _warmup_note(cfg: dict) -> str:
+def _adversarial_note(cfg: dict) -> str:
+    """The card's words on the adversarial phase of an alignment config: its SDS weight, the critic's start."""
     if cfg.get("steps_adv", 1) == 0:
         return ""  # no adversarial phase (an SDS-only run): no critic was trained
+    lam = f", SDS weight {float(cfg['lam']):g}" if "lam" in cfg else ""
     warm = min(int(cfg.get("disc_warmup", 0) or 0), int(cfg.get("steps_sds", 0) or 0))
-    return f"; the critic trained from iteration {int(cfg['steps_sds']) - warm + 1}" if warm > 0 else ""
+    return lam + (f"; the critic trained from iteration {int(cfg['steps_sds']) - warm + 1}" if warm > 0 else "")
 
 
 def _take_lora(model, aligned: Path) -> str:
@@ -166,6 +171,6 @@ def _take_lora(model, aligned: Path) -> str:
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
             f"({cfg.get('steps_sds', '?')} SDS-only + {cfg.get('steps_adv', '?')} with the adversarial terms"
-            f"{_warmup_note(cfg)}), "
+            f"{_adversarial_note(cfg)}), "
             f"batch {cfg.get('batch_size', '?')}, rank {cfg.get('lora_rank', '?')}, "
             f"{float(info.get('seconds', 0)) / 60:.1f} min.\n")
