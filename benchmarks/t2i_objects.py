@@ -2,7 +2,7 @@
 
 For each model folder: the first frame of ``--items`` test-split examples is encoded, noised to
 step t (one fixed draw), denoised by the backbone alone with DDIM and classifier-free guidance on
-its input caption (``evedit.training.quality.t2i_round_trip``'s procedure), decoded, and scored
+its input caption and decoded (``evedit.training.quality.sdedit_round_trip``), and scored
 by PSNR against the frame **inside the objects** (their visible masks) and **outside** them. The
 ``codec`` row is the frame encoded and decoded without noise: the ceiling of both figures. A
 backbone that keeps the background from t = 500 but not the objects cannot draw objects, whatever
@@ -22,11 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evedit.diffusion import ddim_sample, ddim_timesteps
-from evedit.diffusion.guidance import cfg as cfg_rule
 from evedit.eval.metrics import psnr
 from evedit.models import load_model
-from evedit.models.codec import decode_video, encode_video
+from evedit.training.quality import sdedit_round_trip
 from evedit.training.stages.common import to_uint8
 from evedit.world import WorldConfig, make_example, visible_masks
 from evedit.world.datasets import image_tensor
@@ -44,31 +42,13 @@ def frames_and_masks(items: int) -> tuple[torch.Tensor, list[str], np.ndarray]:
     return torch.stack(xs), caps, np.stack(masks)
 
 
-@torch.no_grad()
-def round_trip(model, x: torch.Tensor, captions: list[str], t_start: int, steps: int, guidance: float):
-    z = encode_video(model.vae, x[:, :, None])[:, :, 0]
-    if t_start == 0:
-        return decode_video(model.vae, z[:, :, None])[:, :, 0]
-    text = model.text_encoder(captions).hidden_states
-    null = model.text_encoder([""]).hidden_states.expand_as(text)
-
-    def fn(x_t, t):
-        c, u = model.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
-        return cfg_rule(u, c, guidance)
-
-    t = torch.full((len(z),), t_start, dtype=torch.long)
-    z_t = model.schedule.add_noise(z, torch.randn(z.shape, generator=torch.Generator().manual_seed(0)), t)
-    z0 = ddim_sample(fn, z_t, [t_start, *[s for s in ddim_timesteps(steps) if s < t_start]], model.schedule)
-    return decode_video(model.vae, z0[:, :, None])[:, :, 0]
-
-
 def table(folder: str, items: int, levels: list[int], steps: int, guidance: float) -> list[str]:
     model = load_model(folder)
     x, caps, masks = frames_and_masks(items)
     truth = to_uint8(x)
     lines = [f"### `{folder}`", "", "| from t | inside objects dB | outside dB |", "|---|---:|---:|"]
     for t in [0, *levels]:
-        out = to_uint8(round_trip(model, x, caps, t, steps, guidance))
+        out = to_uint8(sdedit_round_trip(model, x, caps, t, steps, guidance, torch.Generator().manual_seed(0)))
         lines.append(f"| {'codec only' if t == 0 else t} | {psnr(out, truth, mask=masks):.2f} "
                      f"| {psnr(out, truth, mask=~masks):.2f} |")
     return lines + [""]

@@ -110,3 +110,25 @@ def test_edits_finished_from_given_frames_keep_them_the_more_the_later_they_star
     assert (late - truth).pow(2).mean() < 0.8 * (noise - truth).pow(2).mean()  # 0.010 against 0.017 here
     with pytest.raises(ValueError, match="at or below"):
         guided_edits(model, batch, None, steps=5, seed=0, start=(truth, 100))
+
+
+def test_sdedit_round_trip_is_the_codec_at_t0_and_keeps_less_from_more_noise():
+    import torch
+
+    from evedit.models import load_model
+    from evedit.models.codec import decode_video, encode_video
+    from evedit.training.quality import sdedit_round_trip
+    from evedit.training.stages.common import psnr
+    from evedit.world.datasets import ImageCaptionDataset
+
+    torch.set_num_threads(1)
+    model = load_model(SHIPPED)
+    data = ImageCaptionDataset("test", 4)
+    x = torch.stack([data[i]["image"] for i in range(4)])
+    captions = [data[i]["caption"] for i in range(4)]
+    codec = decode_video(model.vae, encode_video(model.vae, x[:, :, None]))[:, :, 0]
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(sdedit_round_trip(model, x, captions, 0, 5, 4.0, g), codec)
+    kept = [psnr(sdedit_round_trip(model, x, captions, t, 5, 4.0, torch.Generator().manual_seed(0)), x).mean()
+            for t in (200, 900)]
+    assert kept[0] > kept[1] + 3  # from t = 900 little of the frame is left to keep

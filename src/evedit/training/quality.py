@@ -104,33 +104,42 @@ def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guida
 
 
 @torch.no_grad()
+def sdedit_round_trip(model: EVEModel, frames: torch.Tensor, captions: list[str], t_start: int, steps: int,
+                      guidance: float, generator: torch.Generator) -> torch.Tensor:
+    """Frames (N, 3, H, W) encoded, noised to ``t_start`` (one draw from ``generator``), denoised by
+    the backbone alone with DDIM and CFG on ``captions``, decoded (SDEdit's round trip, Meng et al.
+    2022); ``t_start`` 0 gives the codec's reconstruction."""
+    z = encode_video(model.vae, frames[:, :, None])[:, :, 0]
+    if t_start > 0:
+        text = model.text_encoder(list(captions)).hidden_states
+        null = model.text_encoder([""]).hidden_states.expand_as(text)
+
+        def fn(x_t, t):
+            c, u = model.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
+            return cfg_rule(u, c, guidance)
+
+        t = torch.full((len(z),), t_start, dtype=torch.long)
+        z_t = model.schedule.add_noise(z, torch.randn(z.shape, generator=generator), t)
+        z = ddim_sample(fn, z_t, [t_start, *[s for s in ddim_timesteps(steps) if s < t_start]], model.schedule)
+    return decode_video(model.vae, z[:, :, None])[:, :, 0]
+
+
+@torch.no_grad()
 def t2i_round_trip(model: EVEModel, items: int = 64, noise_levels: tuple[int, ...] = (300, 600),
                    steps: int = 25, guidance: float = 4.0) -> dict:
     """How much of a test frame the codec and backbone give back after noising it to ``t``.
 
-    Each frame is encoded, noised to ``t`` (one fixed draw), denoised by DDIM from ``t`` with its
-    caption and decoded (SDEdit's round trip, Meng et al. 2022); the figure is the PSNR against
-    the frame. It bounds what an editor on this backbone keeps of what it should not change, and
-    separates backbones on different codecs where ShapeCLIP top-1 sits at chance.
+    Each frame goes through :func:`sdedit_round_trip` with its caption; the figure is the PSNR
+    against the frame. It bounds what an editor on this backbone keeps of what it should not
+    change, and separates backbones on different codecs where ShapeCLIP top-1 sits at chance.
     """
     out = {}
     for t_start in noise_levels:
         values, g = [], torch.Generator().manual_seed(0)
         for batch in _batches(ImageCaptionDataset("test", items), items, 32):
-            x = batch["image"][:, :, None]
-            z = encode_video(model.vae, x)[:, :, 0]
-            text = model.text_encoder(list(batch["caption"])).hidden_states
-            null = model.text_encoder([""]).hidden_states.expand_as(text)
-
-            def fn(x_t, t):
-                c, u = model.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, null])).sample.chunk(2)
-                return cfg_rule(u, c, guidance)
-
-            t = torch.full((len(z),), t_start, dtype=torch.long)
-            z_t = model.schedule.add_noise(z, torch.randn(z.shape, generator=g), t)
-            ts = [t_start, *[s for s in ddim_timesteps(steps) if s < t_start]]
-            z0 = ddim_sample(fn, z_t, ts, model.schedule)
-            values.append(_psnr(decode_video(model.vae, z0[:, :, None]), x))
+            x = batch["image"]
+            y = sdedit_round_trip(model, x, batch["caption"], t_start, steps, guidance, g)
+            values.append(_psnr(y, x))
         out[f"psnr_t{t_start}"] = float(torch.cat(values).mean())
     return {**out, "items": items, "steps": steps, "guidance": guidance}
 
