@@ -26,16 +26,15 @@ from evedit.eval.metrics import psnr
 from evedit.models import load_model
 from evedit.training.quality import sdedit_round_trip
 from evedit.training.stages.common import to_uint8
-from evedit.world import WorldConfig, make_example, visible_masks
+from evedit.world import SPLITS, WorldConfig, make_example, visible_masks
 from evedit.world.datasets import image_tensor
 
-TEST_SEED = 2_000_000  # the test split's first seed (evedit.world.examples)
 
 
 def frames_and_masks(items: int) -> tuple[torch.Tensor, list[str], np.ndarray]:
     cfg, xs, caps, masks = WorldConfig(frames=8, size=64), [], [], []
     for i in range(items):
-        ex = make_example(TEST_SEED + i, "color", cfg)
+        ex = make_example(SPLITS["test"][0] + i, "color", cfg)
         xs.append(image_tensor(ex.clip[0]))
         caps.append(ex.edit.input_caption)
         masks.append(visible_masks(ex.scene, 8, 64)[0].any(0))
