@@ -8,7 +8,7 @@ so their comparisons are like for like:
   prompts), since FDD distils the guided teachers into it.
 - ``plug-and-play``: both adapters without the LoRA (EVE's "w/o alignment"), DDIM with ip2p dual
   guidance (image 1.5, text ``guidance``): it holds the edit adapter, so it is guided like the edit
-  teacher.
+  teacher. A model with a style LoRA runs it too (every adapter attached, none aligned).
 - ``per-frame``: the edit teacher frame by frame (frames are independent items of one batch), DDIM
   with ip2p dual guidance. It needs no first-frame edit.
 - ``sdedit``: the video teacher from the input latents noised to strength 0.75 (the paper's SDEdit
@@ -33,6 +33,7 @@ import torch
 from ..diffusion import ddim_sample, ddim_timesteps
 from ..models import Conditioning, EVEModel
 from ..models.guided import edit_teacher_guided, text_guided
+from ..models.style import stylize
 from .options import FIRST_FRAME_TEXT_GUIDANCE, IMAGE_GUIDANCE, SDEDIT_STRENGTH
 
 NOISE_CLIP, NOISE_FIRST_FRAME = 0, 1  # noise streams
@@ -106,7 +107,7 @@ def eve(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progr
 
 
 def plug_and_play(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
-    pnp = model.denoiser("pnp")
+    pnp = model.denoiser("pnp" if model.style is None else "pnp-style")  # every adapter, none aligned
 
     def fn(x, t):
         return edit_teacher_guided(pnp, x, t, w.cond, w.null, IMAGE_GUIDANCE, guidance)
@@ -166,7 +167,9 @@ def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, no
     """The edit teacher's edit of frame 0 (EVE section 4): (1, C, h, w) clean latent.
 
     Made exactly as the alignment made the student's first-frame conditions
-    (``edit_teacher_generate``): DDIM from noise, ip2p dual guidance at the FDD teacher scales.
+    (``edit_teacher_generate``): DDIM from noise, ip2p dual guidance at the FDD teacher scales; with
+    a style LoRA, then stylized by the style teacher (:func:`~evedit.models.style.stylize`, on the
+    same noise).
     ``noise`` is (1, C, 1, h, w); ``region`` (1, 1, 1, h, w) with ``latents`` (1, C, 1, h, w), the
     input's, restricts the edit (:func:`blend_region`).
     """
@@ -179,5 +182,7 @@ def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, no
         return edit_teacher_guided(teacher, x, t, first, null, IMAGE_GUIDANCE, FIRST_FRAME_TEXT_GUIDANCE)
 
     timesteps = ddim_timesteps(steps, model.schedule.num_train_timesteps)
-    x0 = ddim_sample(fn, noise, timesteps, model.schedule, progress=progress)
-    return blend_region(x0, region, latents)[:, :, 0]
+    x0 = blend_region(ddim_sample(fn, noise, timesteps, model.schedule, progress=progress), region, latents)
+    if model.style is not None and cond.style_caption is not None:
+        x0 = stylize(model, x0, cond.style_caption, null, noise)
+    return x0[:, :, 0]

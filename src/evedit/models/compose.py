@@ -12,7 +12,10 @@ Every denoiser is called as ``denoiser(x, t, cond) -> model output`` with ``x`` 
 - ``EditTeacher``: backbone + edit adapter, frames as a batch (psi = [theta, theta_edit]);
 - ``VideoTeacher``: backbone + video adapter, first-frame conditioned (rho = [theta, theta_video]);
 - ``PlugAndPlay``: both adapters, no LoRA (eta);
-- ``Student``: both adapters + LoRA (phi = [theta, theta_edit, theta_video, theta_align]).
+- ``Student``: both adapters + LoRA (phi = [theta, theta_edit, theta_video, theta_align]);
+- with a style LoRA (:mod:`evedit.models.style`): ``StyleTeacher``, backbone + style LoRA on each
+  frame, and ``StylePlugAndPlay``, both adapters + the style LoRA without alignment; the student
+  then runs the style LoRA beside the alignment LoRA.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..diffusion.schedule import NoiseSchedule
 from .codec import check_video
 from .edit_adapter import EditAdapter
 from .hooks import added_to_input
-from .lora import add_lora, lora_disabled, lora_layers, lora_parameters
+from .lora import activate_adapters, add_lora, lora_adapters, lora_disabled, lora_parameters
 from .video_adapter import FirstFrameBranch, FirstFrameHook
 
 
@@ -40,6 +43,8 @@ class Conditioning:
     source: (B, C', F, H', W') the input frames in the edit adapter's condition space.
     task: (B,) integer task labels for the edit adapter.
     first_frame: (B, C, h, w) clean latent of the (edited) first frame for the video adapter.
+    style_caption: (B, L, D) with a style LoRA: the caption with the style's trigger, which the
+        student (and ``pnp-style``) give the backbone in place of ``caption``.
     """
 
     caption: torch.Tensor
@@ -47,6 +52,7 @@ class Conditioning:
     source: torch.Tensor | None = None
     task: torch.Tensor | None = None
     first_frame: torch.Tensor | None = None
+    style_caption: torch.Tensor | None = None
 
     def replace(self, **changes) -> "Conditioning":
         return replace(self, **changes)
@@ -81,14 +87,17 @@ class EVEModel(nn.Module):
         self.edit_adapter, self.motion_unet, self.first_frame = edit_adapter, motion_unet, first_frame
         self.schedule, self.spec = schedule, spec
         self.extras: dict = {}  # further part folders (ShapeCLIP, task classifier) by name
+        self.style = None  # a StyleLoRA once attached (evedit.models.style.attach_style) ...
+        self.style_unet = None  # ... and the style teacher's backbone copy with it
         self.requires_grad_(False)
         self.first_frame_hook = FirstFrameHook(motion_unet, first_frame)
 
     # ---- LoRA -------------------------------------------------------------------------------
     def add_alignment_lora(self, rank: int | None = None) -> list[nn.Parameter]:
         """Inject the alignment LoRA; returns its parameters, the only trainable ones."""
-        if not lora_layers(self.motion_unet):
+        if "align" not in lora_adapters(self.motion_unet):
             add_lora(self.motion_unet, rank or self.spec.lora_rank)
+            activate_adapters(self.motion_unet, lora_adapters(self.motion_unet))  # beside a style LoRA
         params = lora_parameters(self.motion_unet)
         for p in params:
             p.requires_grad_(True)
@@ -96,7 +105,8 @@ class EVEModel(nn.Module):
 
     @property
     def has_lora(self) -> bool:
-        return bool(lora_layers(self.motion_unet))
+        """Whether the alignment LoRA is there (a style LoRA alone does not count)."""
+        return "align" in lora_adapters(self.motion_unet)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -118,20 +128,22 @@ class EVEModel(nn.Module):
         )
         return down, mid, self.edit_adapter.input_features(source)
 
-    def motion_forward(self, x, t, cond: Conditioning, residuals=None) -> torch.Tensor:
+    def motion_forward(self, x, t, cond: Conditioning, residuals=None, styled: bool = False) -> torch.Tensor:
         """The motion model on (B, C, F, h, w) with optional edit-adapter outputs
-        (:meth:`edit_residuals`)."""
+        (:meth:`edit_residuals`); ``styled``: on ``cond.style_caption`` where there is one."""
         frames = x.shape[2]
+        caption = cond.style_caption if styled and cond.style_caption is not None else cond.caption
         down, mid, features = residuals if residuals is not None else (None, None, None)
         first = self.first_frame_hook.condition(cond.first_frame, frames)
         with first, added_to_input(self.motion_unet, features):
             return self.motion_unet(
-                x, t, _per_frame(cond.caption, frames),
+                x, t, _per_frame(caption, frames),
                 down_block_additional_residuals=down, mid_block_additional_residual=mid,
             ).sample
 
     def denoiser(self, name: str) -> "Denoiser":
-        kinds = {"edit": EditTeacher, "video": VideoTeacher, "pnp": PlugAndPlay, "student": Student}
+        kinds = {"edit": EditTeacher, "video": VideoTeacher, "pnp": PlugAndPlay, "student": Student,
+                 "style": StyleTeacher, "pnp-style": StylePlugAndPlay}
         if name not in kinds:
             raise ValueError(f"unknown denoiser {name!r}; choose from {sorted(kinds)}")
         return kinds[name](self)
@@ -190,11 +202,11 @@ class VideoTeacher(Denoiser):
 
 
 class _BothAdapters(Denoiser):
-    def _run(self, x, t, cond):
+    def _run(self, x, t, cond, styled: bool = False):
         m, frames = self.model, x.shape[2]
         flat = rearrange(x, "b c f h w -> (b f) c h w")
         residuals = m.edit_residuals(flat, _per_frame(t, frames), cond, frames)
-        return m.motion_forward(x, t, cond, residuals)
+        return m.motion_forward(x, t, cond, residuals, styled)
 
 
 class PlugAndPlay(_BothAdapters):
@@ -209,4 +221,31 @@ class Student(_BothAdapters):
     """Both adapters plus the alignment LoRA (equals plug-and-play while LoRA B is zero)."""
 
     def forward(self, x, t, cond):
-        return self._run(x, t, cond)
+        return self._run(x, t, cond, styled=True)
+
+
+class StyleTeacher(Denoiser):
+    """Backbone + style LoRA, each frame on its own (frames as a batch), caption-conditioned."""
+
+    def forward(self, x, t, cond):
+        m, frames = self.model, x.shape[2]
+        if m.style is None:
+            raise ValueError("this model has no style LoRA (evedit.models.style.attach_style)")
+        flat = rearrange(x, "b c f h w -> (b f) c h w")
+        out = m.style_unet(flat, _per_frame(t, frames), _per_frame(cond.caption, frames)).sample
+        return rearrange(out, "(b f) c h w -> b c f h w", f=frames)
+
+
+class StylePlugAndPlay(_BothAdapters):
+    """Both adapters and the style LoRA, without alignment (the stylized group's unaligned reference)."""
+
+    def forward(self, x, t, cond):
+        unet = self.model.motion_unet
+        if self.model.style is None:
+            raise ValueError("this model has no style LoRA (evedit.models.style.attach_style)")
+        before = lora_adapters(unet) if self.model.has_lora else ["style"]
+        activate_adapters(unet, ["style"])
+        try:
+            return self._run(x, t, cond, styled=True)
+        finally:
+            activate_adapters(unet, before)

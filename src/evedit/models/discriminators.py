@@ -136,3 +136,24 @@ class VideoDiscriminator(nn.Module):
         flat = rearrange(x, "b c f h w -> (b f) c h w")
         feats = self.features(flat, t.repeat_interleave(frames), caption.repeat_interleave(frames, 0))
         return sum(head(f, frames, caption_pooled) for head, f in zip(self.heads, feats))
+
+
+class StyleDiscriminator(nn.Module):
+    """D_s: is this frame (given the style caption) the style teacher's or the student's? Each frame
+    alone (the style teacher draws frames independently): the video head over one frame."""
+
+    def __init__(self, features: BackboneFeatures, text_dim: int, dim: int = 64):
+        super().__init__()
+        self.features = features
+        self.heads = nn.ModuleList(VideoHead(c, text_dim, dim, max_frames=1) for c in features.channels)
+
+    def head_parameters(self):
+        return self.heads.parameters()
+
+    def forward(self, x, t, caption, caption_pooled) -> torch.Tensor:
+        """x (B, C, F, h, w); t (B,); caption (B, L, D); caption_pooled (B, Dp) -> (B*F,)."""
+        frames = x.shape[2]
+        flat = rearrange(x, "b c f h w -> (b f) c h w")
+        feats = self.features(flat, t.repeat_interleave(frames), caption.repeat_interleave(frames, 0))
+        pooled = caption_pooled.repeat_interleave(frames, 0)
+        return sum(head(f, 1, pooled) for head, f in zip(self.heads, feats))

@@ -13,6 +13,7 @@ The same helpers serve the backbone's other LoRAs (a style or subject LoRA, peft
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def add_lora(unet: nn.Module, rank: int = 8, alpha: float | None = None,
              adapter: str = ADAPTER_NAME) -> None:
     """Inject a LoRA named ``adapter`` (the alignment LoRA by default) into ``unet`` (a diffusers
     model with ``add_adapter``) on the spatial attention projections."""
-    unet.add_adapter(lora_config(rank, alpha), adapter_name=adapter)
+    with warnings.catch_warnings():  # a second adapter (style beside align) is intended
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        unet.add_adapter(lora_config(rank, alpha), adapter_name=adapter)
 
 
 def reset_alignment_lora(unet: nn.Module) -> None:
@@ -79,6 +82,24 @@ def lora_disabled(unet: nn.Module):
         unet.enable_adapters()
         for p, flag in zip(params, flags):  # peft's enable marks them trainable; keep the caller's
             p.requires_grad_(flag)
+
+
+def lora_adapters(unet: nn.Module) -> list[str]:
+    """Names of the LoRA adapters in ``unet``, in the order they were added."""
+    names: list[str] = []
+    for layer in lora_layers(unet):
+        names += [n for n in layer.lora_A if n not in names]
+    return names
+
+
+def activate_adapters(unet: nn.Module, names: list[str]) -> None:
+    """Make exactly ``names`` the active LoRAs of ``unet`` (their outputs add up), keeping every
+    LoRA weight's ``requires_grad`` as it was (peft marks the adapters it activates trainable)."""
+    params = [p for layer in lora_layers(unet) for bank in (layer.lora_A, layer.lora_B) for p in bank.parameters()]
+    flags = [p.requires_grad for p in params]
+    unet.set_adapters(list(names))
+    for p, flag in zip(params, flags):
+        p.requires_grad_(flag)
 
 
 def save_lora(unet: nn.Module, folder: str | Path, dtype: torch.dtype | None = None,

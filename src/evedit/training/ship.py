@@ -160,17 +160,25 @@ def _take_lora(model, aligned: Path) -> str:
 
     if (aligned / "lora" / LORA_FILE).is_file() and not (aligned / MANIFEST).is_file():
         lora_dir, summary = aligned / "lora", aligned / "align_summary.json"
+        style_dir = aligned / "style_lora" if (aligned / "style_lora").is_dir() else None
     else:
         parts = read_manifest(aligned).get("parts", {})
         if "lora" not in parts:
             raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` "
                               "run or a models/parts/align-* folder.")
         lora_dir, summary = aligned / parts["lora"], aligned.parent / "align_summary.json"
+        style_dir = aligned / parts["style_lora"] if "style_lora" in parts else None
     load_folder_lora(model, lora_dir)
+    style = ""
+    if style_dir is not None:  # a style group's alignment: its style LoRA comes with its LoRA
+        from ..models.style import attach_style, read_style
+
+        attach_style(model, read_style(style_dir))
+        style = f" With the style LoRA it was aligned with (`style_lora/`, caption \"{model.style.caption('')}\")."
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "
             f"({cfg.get('steps_sds', '?')} SDS-only + {cfg.get('steps_adv', '?')} with the adversarial terms"
             f"{_adversarial_note(cfg)}), "
             f"batch {cfg.get('batch_size', '?')}, rank {cfg.get('lora_rank', '?')}, "
-            f"{float(info.get('seconds', 0)) / 60:.1f} min.\n")
+            f"{float(info.get('seconds', 0)) / 60:.1f} min.{style}\n")

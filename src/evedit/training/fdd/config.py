@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ...errors import EveditError
 
 ABLATIONS = ("none", "no-sds", "no-adv", "no-kbin", "random-init")
-TEACHER_KINDS = ("edit", "video")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
+TEACHER_KINDS = ("edit", "video", "style")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
 
 
 @dataclass
@@ -48,6 +48,13 @@ class FDDConfig:
     edit_text_scale: float = 2.0  # edit teacher's ip2p text guidance: 2.0 beat ip2p's habitual 3.0 by
     #   0.3 dB on validation edits (benchmarks/results/guidance_sweep.md, image 1.5 kept)
     video_scale: float = 2.0  # video teacher's caption CFG
+    # --- a style LoRA group (EVE's "Additional Adapter Combinations"; evedit.models.style) ---
+    style_lora: str | None = None  # a style-lora export (or model part) to attach; the style teacher
+    #   needs one unless the model folder holds one. The student then runs it beside the LoRA.
+    style_template: str = "{caption}, as a zwx mosaic"  # the backbone's caption with the style's
+    #   trigger, where the LoRA's lora.json names none (ShapeWorld's zwx mosaic, evedit.world.groups)
+    style_scale: float = 2.0  # style teacher's caption CFG (SDS, reals, the stylized first frame);
+    #   evedit.models.style.STYLE_SCALE: 4.0 redraws the content (benchmarks/results/stylized_edit.md)
     # --- adversarial ---
     real_steps: int = 10  # DDIM steps of the teachers' own generations ("real" samples)
     bank_per_item: int = 2  # distinct teacher generations kept per alignment item (a fixed bank)

@@ -6,7 +6,8 @@ Generator (only the LoRA trains, EVE section 3.1), a sum over the teachers ``cfg
 Critic (only the discriminator heads train):
     L_D = sum_i w_i L_D-i
 Each teacher kind brings its SDS term, its discriminator's logits and its "real" generations
-(:data:`TEACHER_TERMS`). The adversarial terms join after ``steps_sds`` SDS-only iterations (the
+(:data:`TEACHER_TERMS`): the edit teacher, the video teacher and, for a style group (EVE's
+"Additional Adapter Combinations", :mod:`evedit.models.style`), the style teacher. The adversarial terms join after ``steps_sds`` SDS-only iterations (the
 paper's curriculum); the critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
 Weights are applied here and nowhere else; :mod:`evedit.losses` holds the pure loss functions, and
 every random draw here comes from ``state.generator`` (the loop's generator of the micro-batch).
@@ -86,6 +87,11 @@ def video_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor
     return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.video_scale))
 
 
+def style_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
+    teacher, cond = state.teacher.denoiser("style"), ab.style_cond()
+    return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.style_scale))
+
+
 def _disc_noise(state: FDDState, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """LADD: discriminator inputs are noised to a small timestep (same t for real and fake)."""
     noise = torch.randn(x.shape, generator=state.generator).to(x.device)
@@ -111,6 +117,11 @@ def d_video_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch
     return state.critics["video"](_disc_noise(state, clip, t), t, ab.caption, ab.caption_pooled)
 
 
+def d_style_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """D_s on every frame of ``clip`` with the styled caption -> (B*F,)."""
+    return state.critics["style"](_disc_noise(state, clip, t), t, ab.style_caption, ab.style_pooled)
+
+
 @dataclass(frozen=True)
 class TeacherTerms:
     """What one teacher kind adds to FDD: its SDS term, its critic's logits, its reals' field."""
@@ -121,7 +132,8 @@ class TeacherTerms:
 
 
 TEACHER_TERMS = {"edit": TeacherTerms(edit_sds, d_edit_logits, "edit_real"),
-                 "video": TeacherTerms(video_sds, d_video_logits, "video_real")}
+                 "video": TeacherTerms(video_sds, d_video_logits, "video_real"),
+                 "style": TeacherTerms(style_sds, d_style_logits, "style_real")}
 
 
 def adversarial_phase(state: FDDState, step: int) -> bool:
@@ -207,7 +219,7 @@ def _real_and_fake(state: FDDState, ab: AlignBatch, logits_fn, real, fake, t):
     return logits[: b * per_item], logits[b * per_item:]
 
 
-_BATCHED = ("source", "caption", "caption_pooled", "instruction", "task")
+_BATCHED = ("source", "caption", "caption_pooled", "instruction", "task", "style_caption", "style_pooled")
 
 
 def _twice(x):

@@ -9,7 +9,7 @@ import torch
 
 from ...errors import EveditError
 from ...models import EVEModel, assemble, load_pretrained
-from ...models.discriminators import BackboneFeatures, EditDiscriminator, VideoDiscriminator
+from ...models.discriminators import BackboneFeatures, EditDiscriminator, StyleDiscriminator, VideoDiscriminator
 from ...models.edit_adapter import SourceBranch, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ...models.video_adapter import motion_adapter_of, new_motion_adapter
@@ -41,7 +41,14 @@ def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Para
 
 def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     teacher = teacher or load_pretrained(cfg.model)
+    if cfg.style_lora:
+        _attach_style(cfg, teacher)
+    if "style" in cfg.teachers and teacher.style is None:
+        raise EveditError("The style teacher needs a style LoRA: set style_lora to a style-lora export "
+                          "(evedit train style-lora) or align a model folder that holds one.")
     student, extra = (random_init_student(teacher) if cfg.ablation == "random-init" else (teacher, []))
+    if teacher.style is not None and student is not teacher:
+        _attach_style(cfg, student, teacher.style.folder)
     if cfg.lora_init not in ("fresh", "continue"):
         raise EveditError(f"lora_init must be 'fresh' or 'continue', got {cfg.lora_init!r}.")
     if student.has_lora and cfg.lora_init == "fresh":
@@ -59,10 +66,17 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     return FDDState(cfg, teacher, student, critics, params + extra, heads, torch.Generator())
 
 
+def _attach_style(cfg: FDDConfig, model: EVEModel, folder=None) -> None:
+    from ...models.style import attach_style, read_style
+
+    attach_style(model, read_style(folder or cfg.style_lora, cfg.style_template, cfg.style_scale))
+
+
 #: Each teacher kind's discriminator: (shared frozen features, teacher model, head width) -> critic.
 CRITICS = {
     "edit": lambda features, teacher, dim: EditDiscriminator(features, teacher.text_encoder.hidden_size, dim),
     "video": lambda features, teacher, dim: VideoDiscriminator(features, teacher.text_encoder.pooled_size, dim),
+    "style": lambda features, teacher, dim: StyleDiscriminator(features, teacher.text_encoder.pooled_size, dim),
 }
 
 

@@ -2,7 +2,8 @@
 
 Per item: the input clip's latents (the edit adapter's condition), the output caption (backbone),
 the instruction and task (edit adapter), and the first frame edited by the edit teacher (video
-adapter condition, EVE section 4). The "real" samples of the discriminators are the teachers'
+adapter condition, EVE section 4; with a style LoRA, that edit stylized by the style teacher,
+:func:`~evedit.models.style.stylize`). The "real" samples of the discriminators are the teachers'
 generations from noise for the same conditioning (EVE section 3.2): the edit teacher's per-frame
 edits, and the video teacher's clip from the edited first frame. They are kept in a fixed bank of
 ``bank_per_item`` generations per item, each made from noise seeded by (seed, item, slot), so a
@@ -16,9 +17,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from ...diffusion import ddim_sample, ddim_timesteps
+from ...errors import EveditError
 from ...models import Conditioning, EVEModel
 from ...models.codec import encode_video
 from ...models.guided import edit_teacher_guided, text_guided
+from ...models.style import stylize
 from .config import FDDConfig
 
 
@@ -35,6 +38,9 @@ class AlignBatch:
     first_frame: torch.Tensor | None = None  # (B, C, h, w) edit teacher's first-frame edit
     edit_real: torch.Tensor | None = None  # (B, C, F, h, w) edit teacher's per-frame edits
     video_real: torch.Tensor | None = None  # (B, C, F, h, w) video teacher's clip
+    style_caption: torch.Tensor | None = None  # (B, L, D) with a style LoRA: the caption with its trigger
+    style_pooled: torch.Tensor | None = None  # (B, Dp)
+    style_real: torch.Tensor | None = None  # (B, C, F, h, w) style teacher's frames
     source_feats: list | None = None  # D_e's features of the clean input frames (cached)
 
     def edit_cond(self) -> Conditioning:
@@ -44,9 +50,13 @@ class AlignBatch:
     def video_cond(self) -> Conditioning:
         return Conditioning(caption=self.caption, first_frame=self.first_frame)
 
+    def style_cond(self) -> Conditioning:
+        return Conditioning(caption=self.style_caption)
+
     def student_cond(self) -> Conditioning:
+        """With a style LoRA the student runs on the caption with the style's trigger."""
         return Conditioning(caption=self.caption, instruction=self.instruction, source=self.source,
-                            task=self.task, first_frame=self.first_frame)
+                            task=self.task, first_frame=self.first_frame, style_caption=self.style_caption)
 
 
 def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
@@ -62,7 +72,8 @@ def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
                         caption_pooled=batch[f"{key}_pooled"].to(device),
                         instruction=batch["instruction_states"].to(device), task=batch["task"].to(device),
                         null=model.text_encoder([""]).hidden_states)
-        return _empty_caption(model, ab) if routing == "empty" else ab
+        ab = _empty_caption(model, ab) if routing == "empty" else ab
+        return _with_style(model, ab, None if routing == "empty" else [])
     with torch.no_grad():
         source = encode_video(model.vae, batch["clip"].to(device))
         caption = model.text_encoder(list(batch["output_caption"]))
@@ -72,7 +83,24 @@ def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
         caption = model.text_encoder(list(batch["instruction"]))
     ab = AlignBatch(source=source, caption=caption.hidden_states, caption_pooled=caption.pooled,
                     instruction=instruction, task=batch["task"].to(device), null=null)
-    return _empty_caption(model, ab) if routing == "empty" else ab
+    ab = _empty_caption(model, ab) if routing == "empty" else ab
+    texts = {"empty": None, "instruction": list(batch["instruction"])}.get(routing, list(batch["output_caption"]))
+    return _with_style(model, ab, texts)
+
+
+def _with_style(model: EVEModel, ab: AlignBatch, texts: list[str] | None) -> AlignBatch:
+    """With a style LoRA: the style teacher's and the student's caption, the routing's caption
+    (``texts``; None: the empty one) with the style's trigger. An encoded store keeps no caption
+    text, so there only the empty routing can be styled (``texts == []``: refused)."""
+    if model.style is None:
+        return ab
+    if texts is not None and not texts:
+        raise EveditError("A style LoRA needs the captions' text: align from ShapeWorld or a manifest, "
+                          "or with prompt_routing 'empty', not from an encoded store.")
+    b = ab.caption.shape[0]
+    with torch.no_grad():
+        styled = model.text_encoder([model.style.caption(t) for t in (texts or [""] * b)])
+    return replace(ab, style_caption=styled.hidden_states.to(ab.caption), style_pooled=styled.pooled.to(ab.caption_pooled))
 
 
 def _empty_caption(model: EVEModel, ab: AlignBatch) -> AlignBatch:
@@ -126,6 +154,18 @@ def video_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seed
                        ddim_timesteps(cfg.real_steps), model.schedule)
 
 
+@torch.no_grad()
+def style_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
+    """Frames from noise by the style teacher (backbone + style LoRA) on the styled caption."""
+    teacher, cond = model.denoiser("style"), ab.style_cond()
+
+    def fn(x, t):
+        return text_guided(teacher, x, t, cond, ab.null, cfg.style_scale)
+
+    return ddim_sample(fn, _noise(ab.source.shape, seeds, ab.source.device),
+                       ddim_timesteps(cfg.real_steps), model.schedule)
+
+
 class TeacherBank:
     """Memoised teacher generations per (item, slot): first frame, edit real, video real."""
 
@@ -148,6 +188,8 @@ class TeacherBank:
         if with_reals:
             ab.edit_real = torch.stack([self.store[k]["edit_real"] for k in keys])
             ab.video_real = torch.stack([self.store[k]["video_real"] for k in keys])
+            if "style" in self.cfg.teachers:
+                ab.style_real = torch.stack([self.store[k]["style_real"] for k in keys])
         return ab
 
     def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
@@ -155,9 +197,16 @@ class TeacherBank:
         frames = slice(None) if with_reals else slice(0, 1)
         edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
         ab.first_frame = edits[:, :, 0]
+        if self.model.style is not None:  # a style group's first frame: edited, then stylized
+            noise = _noise(edits[:, :, :1].shape, self._seeds(indices, slot, 3), edits.device)
+            ab.first_frame = stylize(self.model, edits[:, :, :1], ab.style_caption, ab.null, noise)[:, :, 0]
         video = video_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 1)) if with_reals else None
+        styled = (style_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 2))
+                  if with_reals and "style" in self.cfg.teachers else None)
         for j, key in enumerate(keys):
-            entry = {"first_frame": edits[j, :, 0].cpu()}
+            entry = {"first_frame": ab.first_frame[j].cpu()}
             if with_reals:
                 entry.update(edit_real=edits[j].cpu(), video_real=video[j].cpu())
+            if styled is not None:
+                entry["style_real"] = styled[j].cpu()
             self.store[key] = {k: v.to(ab.source.device) for k, v in entry.items()}
