@@ -250,6 +250,19 @@ def test_one_teacher_alone_has_only_its_terms_and_critic(teacher, tmp_path):
     assert "d_edit" in prefixes and "d_video" not in prefixes
 
 
+def test_a_teachers_mapping_in_a_recipe_replaces_the_default(tmp_path):
+    """Merged key by key, ``teachers: {edit: 1.0}`` would keep the default's video teacher."""
+    import yaml
+
+    from evedit.training.fdd.entry import load_fdd_config
+
+    recipe = tmp_path / "align.yaml"
+    recipe.write_text(yaml.safe_dump({"teachers": {"edit": 1.0}, "data": {"kind": "store", "path": "s"}}))
+    cfg = load_fdd_config(recipe)
+    assert cfg.teachers == {"edit": 1.0} and cfg.data == {"kind": "store", "path": "s"}
+    assert load_fdd_config(None).teachers == {"edit": 0.5, "video": 0.5}
+
+
 def test_unknown_teachers_are_refused_in_one_sentence(tmp_path, capsys):
     import yaml
 

@@ -63,7 +63,12 @@ def structured(cls: type, data: Any, where: str) -> Any:
     Unknown keys and wrong types become one-sentence :class:`EveditError`s naming ``where``.
     """
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), data or {})
+        base = OmegaConf.structured(cls)
+        for f in dataclasses.fields(cls):  # a plain mapping given in full replaces its default: merged
+            # key by key, `teachers: {edit: 1.0}` would have kept the default's video teacher
+            if f.type in (dict, "dict") and data and f.name in data:
+                base[f.name] = {}
+        merged = OmegaConf.merge(base, data or {})
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
