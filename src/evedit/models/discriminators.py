@@ -122,10 +122,10 @@ class EditDiscriminator(nn.Module):
 class VideoDiscriminator(nn.Module):
     """D_v: is this clip (given its caption) the video teacher's or the student's?"""
 
-    def __init__(self, features: BackboneFeatures, text_dim: int, dim: int = 64):
+    def __init__(self, features: BackboneFeatures, text_dim: int, dim: int = 64, max_frames: int = 32):
         super().__init__()
         self.features = features
-        self.heads = nn.ModuleList(VideoHead(c, text_dim, dim) for c in features.channels)
+        self.heads = nn.ModuleList(VideoHead(c, text_dim, dim, max_frames=max_frames) for c in features.channels)
 
     def head_parameters(self):
         return self.heads.parameters()
@@ -138,22 +138,16 @@ class VideoDiscriminator(nn.Module):
         return sum(head(f, frames, caption_pooled) for head, f in zip(self.heads, feats))
 
 
-class StyleDiscriminator(nn.Module):
+class StyleDiscriminator(VideoDiscriminator):
     """D_s: is this frame (given the style caption) the style teacher's or the student's? Each frame
-    alone (the style teacher draws frames independently): the video head over one frame."""
+    alone (the style teacher draws frames independently): D_v's head over clips of one frame."""
 
     def __init__(self, features: BackboneFeatures, text_dim: int, dim: int = 64):
-        super().__init__()
-        self.features = features
-        self.heads = nn.ModuleList(VideoHead(c, text_dim, dim, max_frames=1) for c in features.channels)
-
-    def head_parameters(self):
-        return self.heads.parameters()
+        super().__init__(features, text_dim, dim, max_frames=1)
 
     def forward(self, x, t, caption, caption_pooled) -> torch.Tensor:
         """x (B, C, F, h, w); t (B,); caption (B, L, D); caption_pooled (B, Dp) -> (B*F,)."""
         frames = x.shape[2]
-        flat = rearrange(x, "b c f h w -> (b f) c h w")
-        feats = self.features(flat, t.repeat_interleave(frames), caption.repeat_interleave(frames, 0))
-        pooled = caption_pooled.repeat_interleave(frames, 0)
-        return sum(head(f, 1, pooled) for head, f in zip(self.heads, feats))
+        rep = lambda v: v.repeat_interleave(frames, 0)  # noqa: E731
+        single = rearrange(x, "b c f h w -> (b f) c 1 h w")
+        return super().forward(single, rep(t), rep(caption), rep(caption_pooled))

@@ -142,28 +142,28 @@ def edit_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds
                        ddim_timesteps(cfg.real_steps), model.schedule)
 
 
-@torch.no_grad()
-def video_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
-    """A clip from noise by the video teacher, from the edited first frame and the caption."""
-    teacher, cond = model.denoiser("video"), ab.video_cond()
+def _caption_guided_generate(model: EVEModel, name: str, cond: Conditioning, scale: float, ab: AlignBatch,
+                             cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
+    """A clip from noise by the teacher ``name`` with caption CFG ``scale`` (DDIM, ``real_steps``)."""
+    teacher = model.denoiser(name)
 
     def fn(x, t):
-        return text_guided(teacher, x, t, cond, ab.null, cfg.video_scale)
+        return text_guided(teacher, x, t, cond, ab.null, scale)
 
     return ddim_sample(fn, _noise(ab.source.shape, seeds, ab.source.device),
                        ddim_timesteps(cfg.real_steps), model.schedule)
+
+
+@torch.no_grad()
+def video_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
+    """A clip from noise by the video teacher, from the edited first frame and the caption."""
+    return _caption_guided_generate(model, "video", ab.video_cond(), cfg.video_scale, ab, cfg, seeds)
 
 
 @torch.no_grad()
 def style_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
     """Frames from noise by the style teacher (backbone + style LoRA) on the styled caption."""
-    teacher, cond = model.denoiser("style"), ab.style_cond()
-
-    def fn(x, t):
-        return text_guided(teacher, x, t, cond, ab.null, cfg.style_scale)
-
-    return ddim_sample(fn, _noise(ab.source.shape, seeds, ab.source.device),
-                       ddim_timesteps(cfg.real_steps), model.schedule)
+    return _caption_guided_generate(model, "style", ab.style_cond(), cfg.style_scale, ab, cfg, seeds)
 
 
 class TeacherBank:
