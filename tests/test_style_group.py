@@ -3,6 +3,7 @@ place in a model folder, and FDD with the style teacher."""
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -107,6 +108,31 @@ def test_fdd_with_the_style_teacher(minilm, tmp_path):
     fresh = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
     card = _take_lora(fresh, tmp_path / "run" / "model")
     assert fresh.has_lora and fresh.style.template == "{caption}, as a zwx mosaic" and "style LoRA" in card
+
+
+def test_the_style_teacher_can_read_the_output_caption(minilm, tmp_path):
+    """``style_teacher_caption: output``: the style teacher's caption is the item's output caption
+    with the trigger, the student's stays the trigger alone (empty routing); a store is refused."""
+    from torch.utils.data import default_collate
+
+    from evedit.training.fdd.teachers import encode_batch, with_teacher_caption
+    from evedit.world import TASKS, AlignmentDataset
+
+    model = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
+    model.spec = replace(model.spec, prompt_routing="empty")
+    attach_style(model, read_style(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
+    data = AlignmentDataset("val", 2, config=None)
+    batch = default_collate([data[0], data[1]])
+    ab = with_teacher_caption(model, encode_batch(model, batch), batch)
+    want = model.text_encoder([f"{c}, as a zwx mosaic" for c in batch["output_caption"]]).hidden_states
+    assert torch.allclose(ab.style_cond().caption, want)
+    assert torch.allclose(ab.student_cond().style_caption, model.text_encoder(["as a zwx mosaic"] * 2).hidden_states)
+    with pytest.raises(EveditError, match="captions' text"):
+        with_teacher_caption(model, ab, {"index": [0, 1]})
+    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.5, "style": 0.5}}, style_lora=str(tmp_path / "style"),
+                    style_teacher_caption="output", out=str(tmp_path / "run"))
+    align(cfg, teacher=model, progress=False)
+    assert (tmp_path / "run" / "model" / "style_lora").is_dir()
 
 
 def test_the_style_teacher_needs_a_style_lora(tmp_path, capsys):

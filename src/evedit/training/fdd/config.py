@@ -53,6 +53,11 @@ class FDDConfig:
     #   needs one unless the model folder holds one. The student then runs it beside the LoRA.
     style_template: str = "{caption}, as a zwx mosaic"  # the backbone's caption with the style's
     #   trigger, where the LoRA's lora.json names none (ShapeWorld's zwx mosaic, evedit.world.groups)
+    style_teacher_caption: str = "trigger"  # what the style teacher reads: "trigger", the student's
+    #   caption with the style's trigger (from the instruction alone: the trigger alone); "output", the
+    #   item's output caption with the trigger (training only; needs caption text: ShapeWorld or
+    #   manifest data, not an encoded store). As a stylizer it keeps 12.9 dB of the exact mosaic told
+    #   the scene against 11.4 on the trigger alone (benchmarks/results/stylized_edit.md).
     style_scale: float = 2.0  # style teacher's caption CFG (SDS, reals, the stylized first frame);
     #   evedit.models.style.STYLE_SCALE: 4.0 redraws the content (benchmarks/results/stylized_edit.md)
     # --- adversarial ---
@@ -92,6 +97,8 @@ class FDDConfig:
         if unknown or not self.teachers or any(float(w) < 0 for w in self.teachers.values()):
             raise EveditError(f"The alignment's teachers must map some of {', '.join(TEACHER_KINDS)} "
                               f"to weights of at least 0, got {dict(self.teachers)}.")
+        if self.style_teacher_caption not in ("trigger", "output"):
+            raise EveditError(f"style_teacher_caption must be 'trigger' or 'output', got {self.style_teacher_caption!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

@@ -31,7 +31,7 @@ from .config import FDDConfig
 from .loss import critic_loss, critic_phase, generator_loss
 from .run import _cfg_dict, alignment_data, batch_indices, build_state, trained_modules
 from .samples import write_samples
-from .teachers import TeacherBank, encode_batch
+from .teachers import TeacherBank, encode_batch, with_teacher_caption
 
 
 class IndexedItems(Dataset):
@@ -123,6 +123,8 @@ class FDDStage:
     def prepare_batch(self, batch: dict, step: int) -> dict:
         indices = [int(i) for i in batch["index"]]
         ab = encode_batch(self.state.teacher, batch)
+        if self.cfg.style_teacher_caption == "output" and "style" in self.cfg.teachers:
+            ab = with_teacher_caption(self.state.teacher, ab, batch)
         ab = self.bank.fill(ab, indices, step, with_reals=critic_phase(self.state, step))
         return {"batch": batch, "ab": ab}
 

@@ -41,6 +41,7 @@ class AlignBatch:
     style_caption: torch.Tensor | None = None  # (B, L, D) with a style LoRA: the caption with its trigger
     style_pooled: torch.Tensor | None = None  # (B, Dp)
     style_real: torch.Tensor | None = None  # (B, C, F, h, w) style teacher's frames
+    style_teacher: torch.Tensor | None = None  # (B, L, D) the style teacher's caption, when not style_caption
     source_feats: list | None = None  # D_e's features of the clean input frames (cached)
 
     def edit_cond(self) -> Conditioning:
@@ -51,7 +52,7 @@ class AlignBatch:
         return Conditioning(caption=self.caption, first_frame=self.first_frame)
 
     def style_cond(self) -> Conditioning:
-        return Conditioning(caption=self.style_caption)
+        return Conditioning(caption=self.style_caption if self.style_teacher is None else self.style_teacher)
 
     def student_cond(self) -> Conditioning:
         """With a style LoRA the student runs on the caption with the style's trigger."""
@@ -101,6 +102,17 @@ def _with_style(model: EVEModel, ab: AlignBatch, texts: list[str] | None) -> Ali
     with torch.no_grad():
         styled = model.text_encoder([model.style.caption(t) for t in (texts or [""] * b)])
     return replace(ab, style_caption=styled.hidden_states.to(ab.caption), style_pooled=styled.pooled.to(ab.caption_pooled))
+
+
+def with_teacher_caption(model: EVEModel, ab: AlignBatch, batch: dict) -> AlignBatch:
+    """``style_teacher_caption: output``: the style teacher reads each item's output caption with
+    the style's trigger (the student keeps its own caption)."""
+    if "output_caption" not in batch:
+        raise EveditError("style_teacher_caption 'output' needs the captions' text: align from ShapeWorld "
+                          "or a manifest, not from an encoded store.")
+    with torch.no_grad():
+        texts = [model.style.caption(str(c)) for c in batch["output_caption"]]
+        return replace(ab, style_teacher=model.text_encoder(texts).hidden_states.to(ab.caption))
 
 
 def _empty_caption(model: EVEModel, ab: AlignBatch) -> AlignBatch:
