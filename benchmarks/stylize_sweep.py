@@ -1,12 +1,12 @@
 """The style teacher as a stylizer: SDEdit strength and CFG against content kept and mosaic made.
 
 The true edits of ``--frames`` test-split colour examples (first frames) are encoded, stylized by
-:func:`evedit.models.style.stylize` at each strength and CFG, on the trigger phrase alone (what an
+:func:`evedit.models.token_lora.token_pass` at each strength and CFG, on the trigger phrase alone (what an
 edit from the instruction alone gives) and on the output caption with the trigger, and decoded.
 Scored by PSNR against the exact zwx mosaic of the frame, PSNR against the plain frame (content
 kept) and the style score (grout, 1 for a true mosaic). ``codec only``: no stylizing.
 
-Usage: ``python benchmarks/stylize_sweep.py --model runs/stylized_edit/eve-style`` (a model folder
+Usage: ``python benchmarks/stylize_sweep.py --model runs/group_edit/style/eve-lora`` (a model folder
 with a style LoRA, e.g. the shipped model with ``models/parts/style-lora-dc`` attached).
 """
 
@@ -20,7 +20,7 @@ import torch
 from evedit.eval.metrics import psnr
 from evedit.models import load_model
 from evedit.models.codec import decode_video, encode_video
-from evedit.models.style import stylize
+from evedit.models.token_lora import token_pass
 from evedit.world import SPLITS, make_example
 from evedit.world.groups import mosaic, style_score
 
@@ -48,13 +48,13 @@ def main() -> None:
     print("| caption | strength | CFG | PSNR vs mosaic | PSNR vs plain | style score |\n|---|---:|---:|---:|---:|---:|")
     base = pixels(lat)
     print(f"| codec only | - | - | {psnr(base, target):.2f} | {psnr(base, truth):.2f} | {style_score(base):.3f} |")
-    captions = {"trigger alone": [m.style.caption("")] * len(exs),
-                "output caption + trigger": [m.style.caption(e.edit.output_caption) for e in exs]}
+    captions = {"trigger alone": [m.token_lora.caption("")] * len(exs),
+                "output caption + trigger": [m.token_lora.caption(e.edit.output_caption) for e in exs]}
     for name, texts in captions.items():
         text = m.text_encoder(texts).hidden_states
         for strength in args.strengths:
             for scale in args.scales:
-                out = pixels(stylize(m, lat, text, null, noise, scale=scale, strength=strength))
+                out = pixels(token_pass(m, lat, text, null, noise, scale=scale, strength=strength))
                 print(f"| {name} | {strength} | {scale} | {psnr(out, target):.2f} | {psnr(out, truth):.2f} "
                       f"| {style_score(out):.3f} |", flush=True)
 

@@ -13,7 +13,7 @@ from evedit.cli import main
 from evedit.errors import EveditError
 from evedit.models import load_model, save_model
 from evedit.models.lora import add_lora, lora_adapters, save_lora
-from evedit.models.style import attach_style, read_style, stylize
+from evedit.models.token_lora import attach_token_lora, read_token_lora, token_pass
 from evedit.training.fdd import FDDConfig, align
 from model_utils import inputs, tiny_model
 
@@ -40,11 +40,11 @@ def test_style_denoisers_and_what_each_runs(tmp_path):
     model = tiny_model()
     x, t, cond = inputs()
     pnp, student = model.denoiser("pnp")(x, t, cond), model.denoiser("student")(x, t, cond)
-    attach_style(model, read_style(style_folder(model, tmp_path), "{caption}, as a zwx mosaic"))
-    styled = cond.replace(style_caption=torch.randn_like(cond.caption))
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path), "{caption}, as a zwx mosaic"))
+    styled = cond.replace(token_caption=torch.randn_like(cond.caption))
     assert torch.equal(model.denoiser("pnp")(x, t, styled), pnp)  # plug-and-play: no LoRA at all
     assert not torch.allclose(model.denoiser("student")(x, t, styled), student)
-    assert torch.equal(model.denoiser("pnp-style")(x, t, styled), model.denoiser("student")(x, t, styled))
+    assert torch.equal(model.denoiser("pnp-token")(x, t, styled), model.denoiser("student")(x, t, styled))
     model.add_alignment_lora(4)
     assert lora_adapters(model.motion_unet) == ["style", "align"]
     assert model.motion_unet.active_adapters() == ["style", "align"]
@@ -54,39 +54,46 @@ def test_style_denoisers_and_what_each_runs(tmp_path):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".align." in n for n in trainable)
     aligned = model.denoiser("student")(x, t, styled)
-    assert not torch.allclose(aligned, model.denoiser("pnp-style")(x, t, styled))
+    assert not torch.allclose(aligned, model.denoiser("pnp-token")(x, t, styled))
     assert torch.equal(model.denoiser("student")(x, t, styled), aligned)  # pnp-style restored both
     assert not any("lora" in n for n, _ in model.unet.named_parameters())  # the backbone stays bare
-    frames = model.denoiser("style")(x, t, styled.replace(caption=styled.style_caption))
+    frames = model.denoiser("style")(x, t, styled.replace(caption=styled.token_caption))
     assert frames.shape == x.shape
-    assert model.style.caption("") == "as a zwx mosaic"
-    assert model.style.caption("a red circle") == "a red circle, as a zwx mosaic"
+    assert model.token_lora.caption("") == "as a zwx mosaic"
+    assert model.token_lora.caption("a red circle") == "a red circle, as a zwx mosaic"
 
 
 def test_a_styled_model_folder_keeps_its_style(tmp_path):
     model = tiny_model()
-    attach_style(model, read_style(style_folder(model, tmp_path / "s"), "{caption} in zwx style"))
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path / "s"), "{caption} in zwx style"))
     model.add_alignment_lora(4)
     save_model(model, tmp_path / "m")
     back = load_model(tmp_path / "m", text_encoder=model.text_encoder)
-    assert back.style.template == "{caption} in zwx style" and back.has_lora
+    assert back.token_lora.template == "{caption} in zwx style" and back.has_lora
     x, t, cond = inputs()
-    styled = cond.replace(style_caption=cond.caption.flip(0))
+    styled = cond.replace(token_caption=cond.caption.flip(0))
     for name in ("student", "style", "edit"):
-        c = styled.replace(caption=styled.style_caption) if name == "style" else styled
+        c = styled.replace(caption=styled.token_caption) if name == "style" else styled
         assert torch.allclose(back.denoiser(name)(x, t, c), model.denoiser(name)(x, t, c), atol=1e-5), name
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(x.shape, generator=g)
-    out = stylize(model, x, styled.style_caption, cond.caption[:1], noise, steps=2)
+    out = token_pass(model, x, styled.token_caption, cond.caption[:1], noise, steps=2)
     assert out.shape == x.shape and not torch.allclose(out, x)
 
 
-def test_read_style_refuses_what_is_not_a_style_lora(tmp_path):
-    with pytest.raises(EveditError, match="holds no style LoRA"):
-        read_style(tmp_path)
+def test_read_token_lora_refuses_what_is_not_a_style_or_subject_lora(tmp_path):
+    with pytest.raises(EveditError, match="holds no style or subject LoRA"):
+        read_token_lora(tmp_path)
     folder = style_folder(tiny_model(), tmp_path)
     with pytest.raises(EveditError, match="caption template"):
-        read_style(folder)
+        read_token_lora(folder)
+    meta = json.loads((folder / "lora.json").read_text())
+    (folder / "lora.json").write_text(json.dumps({**meta, "adapter": "align"}))
+    with pytest.raises(EveditError, match="not a style or subject LoRA"):
+        read_token_lora(folder)
+    (folder / "lora.json").write_text(json.dumps({**meta, "adapter": "subject"}))
+    with pytest.raises(EveditError, match="no subject LoRA weights"):
+        read_token_lora(folder, "{caption}, and a sks star")
 
 
 def test_fdd_with_the_style_teacher(minilm, tmp_path):
@@ -95,23 +102,23 @@ def test_fdd_with_the_style_teacher(minilm, tmp_path):
     model = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
     folder = style_folder(model, tmp_path / "style")
     cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.5, "video": 0.5, "style": 0.5}},
-                    style_lora=str(folder), out=str(tmp_path / "run"))
+                    token_lora=str(folder), out=str(tmp_path / "run"))
     align(cfg, teacher=model, progress=False)
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {"sds_style", "g_style", "d_style", "sds_edit", "sds_video"} <= set(logs[-1])
     assert logs[-1]["g_total"] == pytest.approx(sum(
         0.5 * (logs[-1][f"g_{n}"] + cfg.lam * logs[-1][f"sds_{n}"]) for n in ("edit", "video", "style")), rel=1e-5)
     back = load_model(tmp_path / "run" / "model", text_encoder=minilm)
-    assert back.style is not None and back.has_lora
+    assert back.token_lora is not None and back.has_lora
     from evedit.training.ship import _take_lora  # `evedit model assemble --aligned` takes both LoRAs
 
     fresh = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
     card = _take_lora(fresh, tmp_path / "run" / "model")
-    assert fresh.has_lora and fresh.style.template == "{caption}, as a zwx mosaic" and "style LoRA" in card
+    assert fresh.has_lora and fresh.token_lora.template == "{caption}, as a zwx mosaic" and "style LoRA" in card
 
 
 def test_the_style_teacher_can_read_the_output_caption(minilm, tmp_path):
-    """``style_teacher_caption: output``: the style teacher's caption is the item's output caption
+    """``token_teacher_caption: output``: the style teacher's caption is the item's output caption
     with the trigger, the student's stays the trigger alone (empty routing); a store is refused."""
     from torch.utils.data import default_collate
 
@@ -120,17 +127,17 @@ def test_the_style_teacher_can_read_the_output_caption(minilm, tmp_path):
 
     model = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
     model.spec = replace(model.spec, prompt_routing="empty")
-    attach_style(model, read_style(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
     data = AlignmentDataset("val", 2, config=None)
     batch = default_collate([data[0], data[1]])
     ab = with_teacher_caption(model, encode_batch(model, batch), batch)
     want = model.text_encoder([f"{c}, as a zwx mosaic" for c in batch["output_caption"]]).hidden_states
-    assert torch.allclose(ab.style_cond().caption, want)
-    assert torch.allclose(ab.student_cond().style_caption, model.text_encoder(["as a zwx mosaic"] * 2).hidden_states)
+    assert torch.allclose(ab.token_cond().caption, want)
+    assert torch.allclose(ab.student_cond().token_caption, model.text_encoder(["as a zwx mosaic"] * 2).hidden_states)
     with pytest.raises(EveditError, match="captions' text"):
         with_teacher_caption(model, ab, {"index": [0, 1]})
-    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.5, "style": 0.5}}, style_lora=str(tmp_path / "style"),
-                    style_teacher_caption="output", out=str(tmp_path / "run"))
+    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.5, "style": 0.5}}, token_lora=str(tmp_path / "style"),
+                    token_teacher_caption="output", out=str(tmp_path / "run"))
     align(cfg, teacher=model, progress=False)
     assert (tmp_path / "run" / "model" / "style_lora").is_dir()
 
@@ -154,7 +161,7 @@ def test_evedit_edit_runs_a_styled_model_folder(minilm, tmp_path, capsys):
     from model_utils import perturb_new_branches, run_cli
 
     model = build_shapeworld(text_encoder=minilm)
-    attach_style(model, read_style(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
     model.add_alignment_lora()
     perturb_new_branches(model)
     save_model(model, tmp_path / "model")

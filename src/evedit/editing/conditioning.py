@@ -44,12 +44,12 @@ def encode_texts(model: EVEModel, instruction: str, caption: str | None, null: t
     return cap, instr, null
 
 
-def style_caption(model: EVEModel, caption: str | None) -> torch.Tensor | None:
-    """With a style LoRA (:mod:`evedit.models.style`): the caption (empty when none is given) with
-    the style's trigger, (1, L, D), which the student gives its backbone; None without one."""
-    if model.style is None:
+def token_caption(model: EVEModel, caption: str | None) -> torch.Tensor | None:
+    """With a style or subject LoRA (:mod:`evedit.models.token_lora`): the caption (empty when none
+    is given) with its trigger, (1, L, D), which the student gives its backbone; None without one."""
+    if model.token_lora is None:
         return None
-    return model.text_encoder([model.style.caption(caption or "")]).hidden_states.to(model.unet.device)
+    return model.text_encoder([model.token_lora.caption(caption or "")]).hidden_states.to(model.unet.device)
 
 
 def load_classifier(folder: Path):

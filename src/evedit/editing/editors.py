@@ -8,7 +8,7 @@ so their comparisons are like for like:
   prompts), since FDD distils the guided teachers into it.
 - ``plug-and-play``: both adapters without the LoRA (EVE's "w/o alignment"), DDIM with ip2p dual
   guidance (image 1.5, text ``guidance``): it holds the edit adapter, so it is guided like the edit
-  teacher. A model with a style LoRA runs it too (every adapter attached, none aligned).
+  teacher. A model with a style or subject LoRA runs it too (every adapter attached, none aligned).
 - ``per-frame``: the edit teacher frame by frame (frames are independent items of one batch), DDIM
   with ip2p dual guidance. It needs no first-frame edit.
 - ``sdedit``: the video teacher from the input latents noised to strength 0.75 (the paper's SDEdit
@@ -33,7 +33,7 @@ import torch
 from ..diffusion import ddim_sample, ddim_timesteps
 from ..models import Conditioning, EVEModel
 from ..models.guided import edit_teacher_guided, text_guided
-from ..models.style import stylize
+from ..models.token_lora import token_pass
 from .options import FIRST_FRAME_TEXT_GUIDANCE, IMAGE_GUIDANCE, SDEDIT_STRENGTH
 
 NOISE_CLIP, NOISE_FIRST_FRAME = 0, 1  # noise streams
@@ -107,7 +107,7 @@ def eve(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progr
 
 
 def plug_and_play(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):
-    pnp = model.denoiser("pnp" if model.style is None else "pnp-style")  # every adapter, none aligned
+    pnp = model.denoiser("pnp" if model.token_lora is None else "pnp-token")  # every adapter, none aligned
 
     def fn(x, t):
         return edit_teacher_guided(pnp, x, t, w.cond, w.null, IMAGE_GUIDANCE, guidance)
@@ -168,8 +168,8 @@ def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, no
 
     Made exactly as the alignment made the student's first-frame conditions
     (``edit_teacher_generate``): DDIM from noise, ip2p dual guidance at the FDD teacher scales; with
-    a style LoRA, then stylized by the style teacher (:func:`~evedit.models.style.stylize`, on the
-    same noise).
+    a style or subject LoRA, then passed through its teacher
+    (:func:`~evedit.models.token_lora.token_pass`, on the same noise).
     ``noise`` is (1, C, 1, h, w); ``region`` (1, 1, 1, h, w) with ``latents`` (1, C, 1, h, w), the
     input's, restricts the edit (:func:`blend_region`).
     """
@@ -183,6 +183,6 @@ def edit_first_frame(model: EVEModel, cond: Conditioning, null: torch.Tensor, no
 
     timesteps = ddim_timesteps(steps, model.schedule.num_train_timesteps)
     x0 = blend_region(ddim_sample(fn, noise, timesteps, model.schedule, progress=progress), region, latents)
-    if model.style is not None and cond.style_caption is not None:
-        x0 = stylize(model, x0, cond.style_caption, null, noise)
+    if model.token_lora is not None and cond.token_caption is not None:
+        x0 = token_pass(model, x0, cond.token_caption, null, noise)
     return x0[:, :, 0]

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..errors import EveditError
 from ..io.stream import open_video
 from ..models import PRESETS, Conditioning, EVEModel, load_pretrained
-from .conditioning import encode_texts, load_classifier, resolve_task, style_caption
+from .conditioning import encode_texts, load_classifier, resolve_task, token_caption
 from .editors import EDITOR_FUNCTIONS
 from .frames import load_frames
 from .options import EditOptions, check_device, check_instruction
@@ -165,8 +165,8 @@ class EditStream:
             pipe._null = null
             self.task, self.task_probability, label = pipe._task(opts.task, instruction,
                                                                  opts.min_task_probability)
-            styled = style_caption(model, opts.caption)
-        self.cond = Conditioning(caption=caption, instruction=instr, task=label, style_caption=styled)
+            styled = token_caption(model, opts.caption)
+        self.cond = Conditioning(caption=caption, instruction=instr, task=label, token_caption=styled)
         self.null, self.editor = null, EDITOR_FUNCTIONS[opts.editor]
         self.frames = itertools.islice(frames, 0, None, opts.stride)
         self.masks = None if masks is None else itertools.islice(masks, 0, None, opts.stride)

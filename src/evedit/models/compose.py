@@ -13,9 +13,10 @@ Every denoiser is called as ``denoiser(x, t, cond) -> model output`` with ``x`` 
 - ``VideoTeacher``: backbone + video adapter, first-frame conditioned (rho = [theta, theta_video]);
 - ``PlugAndPlay``: both adapters, no LoRA (eta);
 - ``Student``: both adapters + LoRA (phi = [theta, theta_edit, theta_video, theta_align]);
-- with a style LoRA (:mod:`evedit.models.style`): ``StyleTeacher``, backbone + style LoRA on each
-  frame, and ``StylePlugAndPlay``, both adapters + the style LoRA without alignment; the student
-  then runs the style LoRA beside the alignment LoRA.
+- with a style or subject LoRA (:mod:`evedit.models.token_lora`): ``TokenTeacher`` (denoiser
+  ``style`` or ``subject``, the LoRA's kind), backbone + that LoRA on each frame, and
+  ``TokenPlugAndPlay`` (``pnp-token``), both adapters + the LoRA without alignment; the student
+  then runs it beside the alignment LoRA.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class Conditioning:
     source: (B, C', F, H', W') the input frames in the edit adapter's condition space.
     task: (B,) integer task labels for the edit adapter.
     first_frame: (B, C, h, w) clean latent of the (edited) first frame for the video adapter.
-    style_caption: (B, L, D) with a style LoRA: the caption with the style's trigger, which the
-        student (and ``pnp-style``) give the backbone in place of ``caption``.
+    token_caption: (B, L, D) with a style or subject LoRA: the caption with its trigger, which the
+        student (and ``pnp-token``) give the backbone in place of ``caption``.
     """
 
     caption: torch.Tensor
@@ -52,7 +53,7 @@ class Conditioning:
     source: torch.Tensor | None = None
     task: torch.Tensor | None = None
     first_frame: torch.Tensor | None = None
-    style_caption: torch.Tensor | None = None
+    token_caption: torch.Tensor | None = None
 
     def replace(self, **changes) -> "Conditioning":
         return replace(self, **changes)
@@ -87,8 +88,8 @@ class EVEModel(nn.Module):
         self.edit_adapter, self.motion_unet, self.first_frame = edit_adapter, motion_unet, first_frame
         self.schedule, self.spec = schedule, spec
         self.extras: dict = {}  # further part folders (ShapeCLIP, task classifier) by name
-        self.style = None  # a StyleLoRA once attached (evedit.models.style.attach_style) ...
-        self.style_unet = None  # ... and the style teacher's backbone copy with it
+        self.token_lora = None  # a TokenLoRA once attached (evedit.models.token_lora.attach_token_lora) ...
+        self.token_unet = None  # ... and the token teacher's backbone copy with it
         self.requires_grad_(False)
         self.first_frame_hook = FirstFrameHook(motion_unet, first_frame)
 
@@ -97,7 +98,7 @@ class EVEModel(nn.Module):
         """Inject the alignment LoRA; returns its parameters, the only trainable ones."""
         if "align" not in lora_adapters(self.motion_unet):
             add_lora(self.motion_unet, rank or self.spec.lora_rank)
-            activate_adapters(self.motion_unet, lora_adapters(self.motion_unet))  # beside a style LoRA
+            activate_adapters(self.motion_unet, lora_adapters(self.motion_unet))  # beside a style or subject LoRA
         params = lora_parameters(self.motion_unet)
         for p in params:
             p.requires_grad_(True)
@@ -105,7 +106,7 @@ class EVEModel(nn.Module):
 
     @property
     def has_lora(self) -> bool:
-        """Whether the alignment LoRA is there (a style LoRA alone does not count)."""
+        """Whether the alignment LoRA is there (a style or subject LoRA alone does not count)."""
         return "align" in lora_adapters(self.motion_unet)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -130,9 +131,9 @@ class EVEModel(nn.Module):
 
     def motion_forward(self, x, t, cond: Conditioning, residuals=None, styled: bool = False) -> torch.Tensor:
         """The motion model on (B, C, F, h, w) with optional edit-adapter outputs
-        (:meth:`edit_residuals`); ``styled``: on ``cond.style_caption`` where there is one."""
+        (:meth:`edit_residuals`); ``styled``: on ``cond.token_caption`` where there is one."""
         frames = x.shape[2]
-        caption = cond.style_caption if styled and cond.style_caption is not None else cond.caption
+        caption = cond.token_caption if styled and cond.token_caption is not None else cond.caption
         down, mid, features = residuals if residuals is not None else (None, None, None)
         first = self.first_frame_hook.condition(cond.first_frame, frames)
         with first, added_to_input(self.motion_unet, features):
@@ -143,9 +144,13 @@ class EVEModel(nn.Module):
 
     def denoiser(self, name: str) -> "Denoiser":
         kinds = {"edit": EditTeacher, "video": VideoTeacher, "pnp": PlugAndPlay, "student": Student,
-                 "style": StyleTeacher, "pnp-style": StylePlugAndPlay}
+                 "style": TokenTeacher, "subject": TokenTeacher, "pnp-token": TokenPlugAndPlay}
         if name not in kinds:
             raise ValueError(f"unknown denoiser {name!r}; choose from {sorted(kinds)}")
+        if kinds[name] in (TokenTeacher, TokenPlugAndPlay) and (
+                self.token_lora is None or name != "pnp-token" and self.token_lora.kind != name):
+            raise ValueError(f"the {name!r} denoiser needs a {'style or subject' if name == 'pnp-token' else name} "
+                             "LoRA on the model (evedit.models.token_lora.attach_token_lora)")
         return kinds[name](self)
 
 
@@ -224,27 +229,23 @@ class Student(_BothAdapters):
         return self._run(x, t, cond, styled=True)
 
 
-class StyleTeacher(Denoiser):
-    """Backbone + style LoRA, each frame on its own (frames as a batch), caption-conditioned."""
+class TokenTeacher(Denoiser):
+    """Backbone + style or subject LoRA, each frame on its own (frames as a batch), caption-conditioned."""
 
     def forward(self, x, t, cond):
         m, frames = self.model, x.shape[2]
-        if m.style is None:
-            raise ValueError("this model has no style LoRA (evedit.models.style.attach_style)")
         flat = rearrange(x, "b c f h w -> (b f) c h w")
-        out = m.style_unet(flat, _per_frame(t, frames), _per_frame(cond.caption, frames)).sample
+        out = m.token_unet(flat, _per_frame(t, frames), _per_frame(cond.caption, frames)).sample
         return rearrange(out, "(b f) c h w -> b c f h w", f=frames)
 
 
-class StylePlugAndPlay(_BothAdapters):
-    """Both adapters and the style LoRA, without alignment (the stylized group's unaligned reference)."""
+class TokenPlugAndPlay(_BothAdapters):
+    """Both adapters and the style or subject LoRA, without alignment (the group's unaligned reference)."""
 
     def forward(self, x, t, cond):
-        unet = self.model.motion_unet
-        if self.model.style is None:
-            raise ValueError("this model has no style LoRA (evedit.models.style.attach_style)")
-        before = lora_adapters(unet) if self.model.has_lora else ["style"]
-        activate_adapters(unet, ["style"])
+        unet, kind = self.model.motion_unet, self.model.token_lora.kind
+        before = lora_adapters(unet) if self.model.has_lora else [kind]
+        activate_adapters(unet, [kind])
         try:
             return self._run(x, t, cond, styled=True)
         finally:

@@ -138,9 +138,10 @@ class VideoDiscriminator(nn.Module):
         return sum(head(f, frames, caption_pooled) for head, f in zip(self.heads, feats))
 
 
-class StyleDiscriminator(VideoDiscriminator):
-    """D_s: is this frame (given the style caption) the style teacher's or the student's? Each frame
-    alone (the style teacher draws frames independently): D_v's head over clips of one frame."""
+class TokenDiscriminator(VideoDiscriminator):
+    """D_s / D_p: is this frame (given the caption with the style's or subject's trigger) that
+    teacher's or the student's? Each frame alone (the teacher draws frames independently): D_v's
+    head over clips of one frame."""
 
     def __init__(self, features: BackboneFeatures, text_dim: int, dim: int = 64):
         super().__init__(features, text_dim, dim, max_frames=1)

@@ -6,8 +6,8 @@ Layout::
     unet/ vae/ controlnet/ motion_adapter/ first_frame/     diffusers save_pretrained
     source_branch/                                          the edit adapter's input-frame branch (optional)
     lora/alignment_lora.safetensors                         peft state dict (optional)
-    style_lora/style_lora.safetensors, lora.json            a style LoRA and its caption template (optional;
-                                                            evedit.models.style)
+    style_lora/style_lora.safetensors, lora.json            a style LoRA and its caption template, or
+    subject_lora/subject_lora.safetensors, lora.json        a subject LoRA (optional; evedit.models.token_lora)
     text_encoder/ (+ tokenizer files)                        only for CLIP ("sd15") models
     scheduler/                                              the matching diffusers DDIM config
 
@@ -110,9 +110,10 @@ def _write_parts(model: EVEModel, tmp: Path, half: bool = False) -> None:
     if model.has_lora:
         save_lora(model.motion_unet, tmp / "lora", torch.float16 if half else None)
         parts["lora"] = "lora"
-    if model.style is not None:
-        model.style.save(tmp / "style_lora")
-        parts["style_lora"] = "style_lora"
+    if model.token_lora is not None:
+        part = model.token_lora.part
+        model.token_lora.save(tmp / part)
+        parts[part] = part
     if model.spec.text_encoder == "clip":
         _save(model.text_encoder.model, tmp / "text_encoder", half)
         model.text_encoder.tokenizer.save_pretrained(tmp / "text_encoder")
@@ -184,10 +185,11 @@ def load_model(folder: str | Path, text_encoder=None, edit_adapter: str | Path |
     )
     if "lora" in parts:
         load_folder_lora(model, folder / parts["lora"])
-    if "style_lora" in parts:
-        from .style import attach_style, read_style
+    token = [parts[p] for p in ("style_lora", "subject_lora") if p in parts]
+    if token:
+        from .token_lora import attach_token_lora, read_token_lora
 
-        attach_style(model, read_style(folder / parts["style_lora"]))
+        attach_token_lora(model, read_token_lora(folder / token[0]))
     model.extras = {name: folder / sub for name, sub in manifest.get("extras", {}).items()}
     return model
 

@@ -19,7 +19,7 @@ def _null_like(null_text: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _styled_null(null_text: torch.Tensor, cond: Conditioning) -> dict:
     """A style caption (the caption with a style's trigger) is nulled with the caption."""
-    return {} if cond.style_caption is None else {"style_caption": _null_like(null_text, cond.style_caption)}
+    return {} if cond.token_caption is None else {"token_caption": _null_like(null_text, cond.token_caption)}
 
 
 def edit_teacher_guided(

@@ -160,21 +160,22 @@ def _take_lora(model, aligned: Path) -> str:
 
     if (aligned / "lora" / LORA_FILE).is_file() and not (aligned / MANIFEST).is_file():
         lora_dir, summary = aligned / "lora", aligned / "align_summary.json"
-        style_dir = aligned / "style_lora" if (aligned / "style_lora").is_dir() else None
+        token_dirs = [aligned / p for p in ("style_lora", "subject_lora") if (aligned / p).is_dir()]
     else:
         parts = read_manifest(aligned).get("parts", {})
         if "lora" not in parts:
             raise EveditError(f"'{aligned}' holds no alignment LoRA; pass the model/ folder of an `evedit align` "
                               "run or a models/parts/align-* folder.")
         lora_dir, summary = aligned / parts["lora"], aligned.parent / "align_summary.json"
-        style_dir = aligned / parts["style_lora"] if "style_lora" in parts else None
+        token_dirs = [aligned / parts[p] for p in ("style_lora", "subject_lora") if p in parts]
     load_folder_lora(model, lora_dir)
     style = ""
-    if style_dir is not None:  # a style group's alignment: its style LoRA comes with its LoRA
-        from ..models.style import attach_style, read_style
+    if token_dirs:  # a style or subject group's alignment: its LoRA comes with the alignment LoRA
+        from ..models.token_lora import attach_token_lora, read_token_lora
 
-        attach_style(model, read_style(style_dir))
-        style = f" With the style LoRA it was aligned with (`style_lora/`, caption \"{model.style.caption('')}\")."
+        attach_token_lora(model, read_token_lora(token_dirs[0]))
+        t = model.token_lora
+        style = f" With the {t.kind} LoRA it was aligned with (`{t.part}/`, caption \"{t.caption('')}\")."
     info = json.loads(summary.read_text()) if summary.is_file() else {}
     cfg = info.get("config", {})
     return (f"\nAlignment LoRA (FDD) from `{aligned}`: {info.get('steps', '?')} iterations "

@@ -10,21 +10,27 @@ subject" has a true answer:
   grey. Mosaicking a mosaic changes nothing; :func:`style_score` (0 to 1) says how much a frame
   shows the grout: 1 for a true mosaic, near 0 for a plain rendering.
 - **The sks star** (:func:`subject_sprite`): a star in orange and cyan concentric rings, 2 px
-  wide, a pattern no other object has. :class:`SubjectDataset` draws it into ordinary scenes.
+  wide, a pattern no other object has. :class:`SubjectDataset` draws it into ordinary scenes;
+  :func:`subject_edit` is the edit "replace the X with the sks star" with its exact result, and
+  :func:`subject_score` (0 to 1) says how much of the star's ring pattern an output shows where the
+  star belongs.
 
 Captions name them by rare tokens, as DreamBooth does: "..., as a zwx mosaic", "a small sks star".
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from evedit.world.captions import caption
-from evedit.world.config import diameter
-from evedit.world.datasets import WorldDataset, image_tensor
-from evedit.world.render import shape_mask
+from evedit.world.captions import background_phrase, caption
+from evedit.world.config import WorldConfig, diameter
+from evedit.world.datasets import WorldDataset, clip_tensor, image_tensor
+from evedit.world.edits import task_label
+from evedit.world.examples import Example, make_example
+from evedit.world.render import object_mask, render_clip, shape_mask
 from evedit.world.scene import Obj, object_offsets, sample_object
 
 STYLE_TOKEN = "zwx"
@@ -92,9 +98,47 @@ def draw_subject(clip: np.ndarray, subject: Obj, times: np.ndarray | None = None
     return out
 
 
-def subject_phrase(subject: Obj) -> str:
-    """``"a small sks star"``."""
-    return f"a {subject.size} {SUBJECT_TOKEN} star"
+def subject_layout(subject: Obj, frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the sks star moving as ``subject`` lies: bool mask ``(F, H, W)`` and ring index
+    ``(F, H, W)`` (0 orange, 1 cyan, -1 outside)."""
+    d = diameter(subject.size, size)
+    mask, _ = subject_sprite(d)
+    centre = (d - 1) / 2.0
+    i, j = np.indices((d, d))
+    ring = (np.hypot(i - centre, j - centre) // RING_WIDTH).astype(int) % 2
+    out = np.full((frames, size, size), -1, dtype=np.int64)
+    for t, (y, x) in enumerate(object_offsets(subject, np.arange(frames), size)):
+        np.copyto(out[t, y:y + d, x:x + d], ring, where=mask)
+    return out >= 0, out
+
+
+#: Largest RGB distance from its ring's colour at which a pixel counts as showing that ring.
+RING_TOLERANCE = 100.0
+
+
+def subject_score(clip: np.ndarray, subject: Obj) -> float:
+    """How much of the sks star's pattern ``clip`` (F, H, W, 3) shows where the star moving as
+    ``subject`` belongs, in [0, 1]: over the star's exact pixels, the share of each ring colour's
+    pixels that are nearer that colour than the other ring's and within :data:`RING_TOLERANCE`
+    of it, averaged over the two colours. 1 for the exact star; a star of one ring colour scores
+    at most 0.5, any other colour or a blur of the two 0."""
+    _, ring = subject_layout(subject, len(clip), clip.shape[1])
+    x = clip.astype(np.float64)
+    colours = np.asarray(SUBJECT_RINGS, dtype=np.float64)
+    dist = np.linalg.norm(x[..., None, :] - colours, axis=-1)  # (F, H, W, 2)
+    hits = []
+    for r in (0, 1):
+        at = ring == r
+        if at.any():
+            d = dist[at]
+            hits.append(float(((d[:, r] < d[:, 1 - r]) & (d[:, r] <= RING_TOLERANCE)).mean()))
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def subject_phrase(subject: Obj | None = None) -> str:
+    """``"a small sks star"``, or ``"a sks star"`` without an object to take the size from (the
+    subject's trigger phrase)."""
+    return f"a {subject.size} {SUBJECT_TOKEN} star" if subject is not None else f"a {SUBJECT_TOKEN} star"
 
 
 class _TokenDataset(WorldDataset):
@@ -127,8 +171,56 @@ class StyleDataset(_TokenDataset):
 
 
 class SubjectDataset(_TokenDataset):
-    """The frame with the sks star moving through it, its caption naming it."""
+    """The frame with the sks star moving through it, its caption naming it: with its size or, for
+    half the items, as the bare trigger phrase "a sks star" (decided here: the phrase an edit from
+    the instruction alone gives the subject teacher, which knows no size)."""
 
     def called(self, frame, t, text, rng):
         subject = sample_object(rng, self.config, shape="star")
-        return draw_subject(frame, subject, np.array([t]))[0], f"{text}, and {subject_phrase(subject)}"
+        phrase = subject_phrase(subject if rng.random() < 0.5 else None)
+        return draw_subject(frame, subject, np.array([t]))[0], f"{text}, and {phrase}"
+
+
+@dataclass(frozen=True)
+class SubjectEdit:
+    """"replace the X with the sks star" on a shape-task example: the star takes the replaced
+    object's size and motion, drawn over the scene without it (exact)."""
+
+    example: Example  # the input clip, its scene and the replaced object (``example.edit.target``)
+    subject: Obj  # the replaced object: where the star goes
+    instruction: str
+    output_caption: str
+    edited_clip: np.ndarray  # uint8 (F, H, W, 3), the exact result
+    footprint: np.ndarray  # bool (F, H, W): the replaced object's pixels and the star's
+
+    @property
+    def task(self) -> str:
+        """The edit adapter's task for it (decided here): ``shape``, the task that redraws one
+        object in place ("replace the red square with a red circle" is one of its phrasings)."""
+        return "shape"
+
+
+def subject_edit(seed: int, config: WorldConfig | None = None) -> SubjectEdit:
+    """The subject edit of ``seed``'s shape-task example (same seeds, splits and scenes as the world's)."""
+    ex = make_example(seed, "shape", config)
+    frames, size = ex.config.frames, ex.config.size
+    k = ex.edit.target
+    obj = ex.scene.objects[k]
+    rest = replace(ex.scene, objects=ex.scene.objects[:k] + ex.scene.objects[k + 1:])
+    edited = draw_subject(render_clip(rest, frames, size), obj)
+    phrase = subject_phrase(obj)
+    out = (f"{caption(rest, np.random.default_rng([seed, 17]))}, and {phrase}" if rest.objects
+           else f"{phrase} on {background_phrase(rest.background)}")
+    footprint = object_mask(obj, frames, size) | subject_layout(obj, frames, size)[0]
+    return SubjectEdit(ex, obj, f"replace the {obj.name} with the {SUBJECT_TOKEN} star",
+                       out, edited, footprint)
+
+
+class SubjectEditDataset(WorldDataset):
+    """Alignment items of the subject group: ``{"clip", "instruction", "task", "input_caption",
+    "output_caption"}`` of :func:`subject_edit` on the view's seeds; no target, as in FDD."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        e = subject_edit(self.seed_of(index), self.config)
+        return {"clip": clip_tensor(e.example.clip), "instruction": e.instruction, "task": task_label(e.task),
+                "input_caption": e.example.edit.input_caption, "output_caption": e.output_caption}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ...errors import EveditError
 
 ABLATIONS = ("none", "no-sds", "no-adv", "no-kbin", "random-init")
-TEACHER_KINDS = ("edit", "video", "style")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
+TEACHER_KINDS = ("edit", "video", "style", "subject")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
 
 
 @dataclass
@@ -48,18 +48,19 @@ class FDDConfig:
     edit_text_scale: float = 2.0  # edit teacher's ip2p text guidance: 2.0 beat ip2p's habitual 3.0 by
     #   0.3 dB on validation edits (benchmarks/results/guidance_sweep.md, image 1.5 kept)
     video_scale: float = 2.0  # video teacher's caption CFG
-    # --- a style LoRA group (EVE's "Additional Adapter Combinations"; evedit.models.style) ---
-    style_lora: str | None = None  # a style-lora export (or model part) to attach; the style teacher
+    # --- a style or subject LoRA group (EVE's "Additional Adapter Combinations"; evedit.models.token_lora) ---
+    token_lora: str | None = None  # a style-lora or subject-lora export (or model part) to attach; its teacher
     #   needs one unless the model folder holds one. The student then runs it beside the LoRA.
-    style_template: str = "{caption}, as a zwx mosaic"  # the backbone's caption with the style's
-    #   trigger, where the LoRA's lora.json names none (ShapeWorld's zwx mosaic, evedit.world.groups)
-    style_teacher_caption: str = "trigger"  # what the style teacher reads: "trigger", the student's
-    #   caption with the style's trigger (from the instruction alone: the trigger alone); "output", the
+    token_template: str = "{caption}, as a zwx mosaic"  # the backbone's caption with the LoRA's
+    #   trigger, where its lora.json names none (ShapeWorld's zwx mosaic; its sks star:
+    #   "{caption}, and a sks star"; evedit.world.groups)
+    token_teacher_caption: str = "trigger"  # what the style/subject teacher reads: "trigger", the student's
+    #   caption with the trigger (from the instruction alone: the trigger alone); "output", the
     #   item's output caption with the trigger (training only; needs caption text: ShapeWorld or
     #   manifest data, not an encoded store). As a stylizer it keeps 12.9 dB of the exact mosaic told
     #   the scene against 11.4 on the trigger alone (benchmarks/results/stylized_edit.md).
-    style_scale: float = 2.0  # style teacher's caption CFG (SDS, reals, the stylized first frame);
-    #   evedit.models.style.STYLE_SCALE: 4.0 redraws the content (benchmarks/results/stylized_edit.md)
+    token_scale: float = 2.0  # style/subject teacher's caption CFG (SDS, reals, the first frame's pass);
+    #   evedit.models.token_lora.TOKEN_SCALE: 4.0 redraws the content (benchmarks/results/stylized_edit.md)
     # --- adversarial ---
     real_steps: int = 10  # DDIM steps of the teachers' own generations ("real" samples)
     bank_per_item: int = 2  # distinct teacher generations kept per alignment item (a fixed bank)
@@ -87,6 +88,12 @@ class FDDConfig:
     def total_steps(self) -> int:
         return self.steps_sds + self.steps_adv
 
+    @property
+    def token_teacher_kind(self) -> str | None:
+        """``style`` or ``subject`` when that teacher is among ``teachers`` (at most one of them)."""
+        kinds = [k for k in ("style", "subject") if k in self.teachers]
+        return kinds[0] if kinds else None
+
     def effective(self) -> "FDDConfig":
         """The config with its ablation applied (EVE Table 2)."""
         from dataclasses import replace
@@ -97,8 +104,11 @@ class FDDConfig:
         if unknown or not self.teachers or any(float(w) < 0 for w in self.teachers.values()):
             raise EveditError(f"The alignment's teachers must map some of {', '.join(TEACHER_KINDS)} "
                               f"to weights of at least 0, got {dict(self.teachers)}.")
-        if self.style_teacher_caption not in ("trigger", "output"):
-            raise EveditError(f"style_teacher_caption must be 'trigger' or 'output', got {self.style_teacher_caption!r}.")
+        if "style" in self.teachers and "subject" in self.teachers:
+            raise EveditError("An alignment takes a style teacher or a subject teacher, not both: a model "
+                              "holds one style or subject LoRA.")
+        if self.token_teacher_caption not in ("trigger", "output"):
+            raise EveditError(f"token_teacher_caption must be 'trigger' or 'output', got {self.token_teacher_caption!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

@@ -6,8 +6,9 @@ Generator (only the LoRA trains, EVE section 3.1), a sum over the teachers ``cfg
 Critic (only the discriminator heads train):
     L_D = sum_i w_i L_D-i
 Each teacher kind brings its SDS term, its discriminator's logits and its "real" generations
-(:data:`TEACHER_TERMS`): the edit teacher, the video teacher and, for a style group (EVE's
-"Additional Adapter Combinations", :mod:`evedit.models.style`), the style teacher. The adversarial terms join after ``steps_sds`` SDS-only iterations (the
+(:data:`TEACHER_TERMS`): the edit teacher, the video teacher and, for a style or subject group
+(EVE's "Additional Adapter Combinations", :mod:`evedit.models.token_lora`), the style or subject
+teacher. The adversarial terms join after ``steps_sds`` SDS-only iterations (the
 paper's curriculum); the critic may start ``disc_warmup`` iterations earlier (:func:`critic_phase`).
 Weights are applied here and nowhere else; :mod:`evedit.losses` holds the pure loss functions, and
 every random draw here comes from ``state.generator`` (the loop's generator of the micro-batch).
@@ -87,9 +88,9 @@ def video_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor
     return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.video_scale))
 
 
-def style_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
-    teacher, cond = state.teacher.denoiser("style"), ab.style_cond()
-    return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.style_scale))
+def token_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
+    teacher, cond = state.teacher.denoiser(state.teacher.token_lora.kind), ab.token_cond()
+    return sds_term(state, x0, lambda x, t: text_guided(teacher, x, t, cond, ab.null, state.cfg.token_scale))
 
 
 def _disc_noise(state: FDDState, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -117,9 +118,9 @@ def d_video_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch
     return state.critics["video"](_disc_noise(state, clip, t), t, ab.caption, ab.caption_pooled)
 
 
-def d_style_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """D_s on every frame of ``clip`` with the styled caption -> (B*F,)."""
-    return state.critics["style"](_disc_noise(state, clip, t), t, ab.style_caption, ab.style_pooled)
+def d_token_logits(state: FDDState, ab: AlignBatch, clip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """D_s (style) or D_p (subject) on every frame of ``clip`` with the caption with the trigger -> (B*F,)."""
+    return state.critics[state.teacher.token_lora.kind](_disc_noise(state, clip, t), t, ab.token_caption, ab.token_pooled)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ class TeacherTerms:
 
 TEACHER_TERMS = {"edit": TeacherTerms(edit_sds, d_edit_logits, "edit_real"),
                  "video": TeacherTerms(video_sds, d_video_logits, "video_real"),
-                 "style": TeacherTerms(style_sds, d_style_logits, "style_real")}
+                 "style": TeacherTerms(token_sds, d_token_logits, "token_real"),
+                 "subject": TeacherTerms(token_sds, d_token_logits, "token_real")}
 
 
 def adversarial_phase(state: FDDState, step: int) -> bool:
@@ -219,7 +221,7 @@ def _real_and_fake(state: FDDState, ab: AlignBatch, logits_fn, real, fake, t):
     return logits[: b * per_item], logits[b * per_item:]
 
 
-_BATCHED = ("source", "caption", "caption_pooled", "instruction", "task", "style_caption", "style_pooled")
+_BATCHED = ("source", "caption", "caption_pooled", "instruction", "task", "token_caption", "token_pooled")
 
 
 def _twice(x):

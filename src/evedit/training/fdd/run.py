@@ -9,7 +9,7 @@ import torch
 
 from ...errors import EveditError
 from ...models import EVEModel, assemble, load_pretrained
-from ...models.discriminators import BackboneFeatures, EditDiscriminator, StyleDiscriminator, VideoDiscriminator
+from ...models.discriminators import BackboneFeatures, EditDiscriminator, TokenDiscriminator, VideoDiscriminator
 from ...models.edit_adapter import SourceBranch, controlnet_from_unet
 from ...models.presets import SHAPEWORLD_CONTROLNET
 from ...models.video_adapter import motion_adapter_of, new_motion_adapter
@@ -41,14 +41,15 @@ def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Para
 
 def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     teacher = teacher or load_pretrained(cfg.model)
-    if cfg.style_lora:
-        _attach_style(cfg, teacher)
-    if "style" in cfg.teachers and teacher.style is None:
-        raise EveditError("The style teacher needs a style LoRA: set style_lora to a style-lora export "
-                          "(evedit train style-lora) or align a model folder that holds one.")
+    if cfg.token_lora:
+        _attach_token_lora(cfg, teacher)
+    kind = cfg.token_teacher_kind
+    if kind is not None and (teacher.token_lora is None or teacher.token_lora.kind != kind):
+        raise EveditError(f"The {kind} teacher needs a {kind} LoRA: set token_lora to a {kind}-lora export "
+                          f"(evedit train {kind}-lora) or align a model folder that holds one.")
     student, extra = (random_init_student(teacher) if cfg.ablation == "random-init" else (teacher, []))
-    if teacher.style is not None and student is not teacher:
-        _attach_style(cfg, student, teacher.style.folder)
+    if teacher.token_lora is not None and student is not teacher:
+        _attach_token_lora(cfg, student, teacher.token_lora.folder)
     if cfg.lora_init not in ("fresh", "continue"):
         raise EveditError(f"lora_init must be 'fresh' or 'continue', got {cfg.lora_init!r}.")
     if student.has_lora and cfg.lora_init == "fresh":
@@ -66,23 +67,24 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
     return FDDState(cfg, teacher, student, critics, params + extra, heads, torch.Generator())
 
 
-def _attach_style(cfg: FDDConfig, model: EVEModel, folder=None) -> None:
-    from ...models.style import attach_style, read_style
+def _attach_token_lora(cfg: FDDConfig, model: EVEModel, folder=None) -> None:
+    from ...models.token_lora import attach_token_lora, read_token_lora
 
-    attach_style(model, read_style(folder or cfg.style_lora, cfg.style_template, cfg.style_scale))
+    attach_token_lora(model, read_token_lora(folder or cfg.token_lora, cfg.token_template, cfg.token_scale))
 
 
 #: Each teacher kind's discriminator: (shared frozen features, teacher model, head width) -> critic.
 CRITICS = {
     "edit": lambda features, teacher, dim: EditDiscriminator(features, teacher.text_encoder.hidden_size, dim),
     "video": lambda features, teacher, dim: VideoDiscriminator(features, teacher.text_encoder.pooled_size, dim),
-    "style": lambda features, teacher, dim: StyleDiscriminator(features, teacher.text_encoder.pooled_size, dim),
+    "style": lambda features, teacher, dim: TokenDiscriminator(features, teacher.text_encoder.pooled_size, dim),
+    "subject": lambda features, teacher, dim: TokenDiscriminator(features, teacher.text_encoder.pooled_size, dim),
 }
 
 
 def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
-    """The alignment items: ShapeWorld's, a JSONL manifest's, or an encoded ``align`` store's
-    (checked against the teacher's codec and text encoder)."""
+    """The alignment items: ShapeWorld's, its subject edits' (:class:`~evedit.world.groups.SubjectEditDataset`),
+    a JSONL manifest's, or an encoded ``align`` store's (checked against the teacher's codec and text encoder)."""
     from ...world import AlignmentDataset
 
     kind = cfg.data.get("kind", "shapeworld")
@@ -96,13 +98,19 @@ def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
         world = WorldConfig(frames=int(cfg.data.get("frames", 8)))
         return AlignmentDataset(split="train", length=int(cfg.data.get("length", 512)),
                                 tasks=tuple(cfg.tasks), config=world)
+    if kind == "subject-edits":  # the subject group's items: "replace the X with the sks star"
+        from ...world import WorldConfig
+        from ...world.groups import SubjectEditDataset
+
+        return SubjectEditDataset(split="train", length=int(cfg.data.get("length", 512)),
+                                  config=WorldConfig(frames=int(cfg.data.get("frames", 8))))
     if kind == "jsonl":
         from .manifest import AlignmentManifest
 
         from ...world import TASKS
 
         return AlignmentManifest(cfg.data["path"], frames=int(cfg.data.get("frames", 8)), tasks=TASKS)
-    raise EveditError(f"Unknown alignment data kind {kind!r}; use 'shapeworld', 'jsonl' or 'store'.")
+    raise EveditError(f"Unknown alignment data kind {kind!r}; use 'shapeworld', 'subject-edits', 'jsonl' or 'store'.")
 
 
 def batch_indices(cfg: FDDConfig, step: int, n: int, batch: int | None = None) -> list[int]:

@@ -1,4 +1,5 @@
-"""Sample GIFs during alignment: input | student | edit teacher | video teacher, one row per clip."""
+"""Sample GIFs during alignment: input | student | each teacher's own generation (edit, video, style
+or subject, as ``teachers`` lists them; in the adversarial phase), one row per clip."""
 
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ def write_samples(state, batch: dict, ab, fake: torch.Tensor, out_dir: Path, ste
         inputs = ((batch["clip"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
     else:  # an encoded store's batch: the input clip decoded from its latents
         inputs = _frames(model, ab.source)
-    columns = [inputs, _frames(model, fake)]
-    for real in (ab.edit_real, ab.video_real):
-        if real is not None:
-            columns.append(_frames(model, real))
+    columns, names = [inputs, _frames(model, fake)], ["input", "student"]
+    reals = {"edit": ab.edit_real, "video": ab.video_real, "style": ab.token_real, "subject": ab.token_real}
+    for kind in state.cfg.teachers:
+        if reals[kind] is not None:
+            columns.append(_frames(model, reals[kind]))
+            names.append(f"{kind} teacher")
     b, f, h, _, _ = columns[0].shape
     gap = np.full((f, h, 2, 3), 255, np.uint8)
     rows = []
@@ -39,6 +42,6 @@ def write_samples(state, batch: dict, ab, fake: torch.Tensor, out_dir: Path, ste
     path = out_dir / f"align_{step:06d}.gif"
     write_video(path, np.concatenate(rows, axis=1), fps=8.0)
     (out_dir / f"align_{step:06d}.txt").write_text(
-        "columns: input | student | edit teacher | video teacher (teachers only in the adversarial phase)\n"
+        f"columns: {' | '.join(names)} (teachers only in the adversarial phase)\n"
         + "\n".join(batch.get("instruction", ["(an encoded store's items carry no instruction text)"])) + "\n")
     return path

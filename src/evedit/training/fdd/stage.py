@@ -123,7 +123,7 @@ class FDDStage:
     def prepare_batch(self, batch: dict, step: int) -> dict:
         indices = [int(i) for i in batch["index"]]
         ab = encode_batch(self.state.teacher, batch)
-        if self.cfg.style_teacher_caption == "output" and "style" in self.cfg.teachers:
+        if self.cfg.token_teacher_caption == "output" and self.cfg.token_teacher_kind is not None:
             ab = with_teacher_caption(self.state.teacher, ab, batch)
         ab = self.bank.fill(ab, indices, step, with_reals=critic_phase(self.state, step))
         return {"batch": batch, "ab": ab}

@@ -2,8 +2,8 @@
 
 Per item: the input clip's latents (the edit adapter's condition), the output caption (backbone),
 the instruction and task (edit adapter), and the first frame edited by the edit teacher (video
-adapter condition, EVE section 4; with a style LoRA, that edit stylized by the style teacher,
-:func:`~evedit.models.style.stylize`). The "real" samples of the discriminators are the teachers'
+adapter condition, EVE section 4; with a style or subject LoRA, that edit passed through its
+teacher, :func:`~evedit.models.token_lora.token_pass`). The "real" samples of the discriminators are the teachers'
 generations from noise for the same conditioning (EVE section 3.2): the edit teacher's per-frame
 edits, and the video teacher's clip from the edited first frame. They are kept in a fixed bank of
 ``bank_per_item`` generations per item, each made from noise seeded by (seed, item, slot), so a
@@ -21,7 +21,7 @@ from ...errors import EveditError
 from ...models import Conditioning, EVEModel
 from ...models.codec import encode_video
 from ...models.guided import edit_teacher_guided, text_guided
-from ...models.style import stylize
+from ...models.token_lora import token_pass
 from .config import FDDConfig
 
 
@@ -38,10 +38,10 @@ class AlignBatch:
     first_frame: torch.Tensor | None = None  # (B, C, h, w) edit teacher's first-frame edit
     edit_real: torch.Tensor | None = None  # (B, C, F, h, w) edit teacher's per-frame edits
     video_real: torch.Tensor | None = None  # (B, C, F, h, w) video teacher's clip
-    style_caption: torch.Tensor | None = None  # (B, L, D) with a style LoRA: the caption with its trigger
-    style_pooled: torch.Tensor | None = None  # (B, Dp)
-    style_real: torch.Tensor | None = None  # (B, C, F, h, w) style teacher's frames
-    style_teacher: torch.Tensor | None = None  # (B, L, D) the style teacher's caption, when not style_caption
+    token_caption: torch.Tensor | None = None  # (B, L, D) with a style/subject LoRA: the caption with its trigger
+    token_pooled: torch.Tensor | None = None  # (B, Dp)
+    token_real: torch.Tensor | None = None  # (B, C, F, h, w) the style/subject teacher's frames
+    token_teacher: torch.Tensor | None = None  # (B, L, D) that teacher's caption, when not token_caption
     source_feats: list | None = None  # D_e's features of the clean input frames (cached)
 
     def edit_cond(self) -> Conditioning:
@@ -51,13 +51,13 @@ class AlignBatch:
     def video_cond(self) -> Conditioning:
         return Conditioning(caption=self.caption, first_frame=self.first_frame)
 
-    def style_cond(self) -> Conditioning:
-        return Conditioning(caption=self.style_caption if self.style_teacher is None else self.style_teacher)
+    def token_cond(self) -> Conditioning:
+        return Conditioning(caption=self.token_caption if self.token_teacher is None else self.token_teacher)
 
     def student_cond(self) -> Conditioning:
-        """With a style LoRA the student runs on the caption with the style's trigger."""
+        """With a style or subject LoRA the student runs on the caption with its trigger."""
         return Conditioning(caption=self.caption, instruction=self.instruction, source=self.source,
-                            task=self.task, first_frame=self.first_frame, style_caption=self.style_caption)
+                            task=self.task, first_frame=self.first_frame, token_caption=self.token_caption)
 
 
 def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
@@ -74,7 +74,7 @@ def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
                         instruction=batch["instruction_states"].to(device), task=batch["task"].to(device),
                         null=model.text_encoder([""]).hidden_states)
         ab = _empty_caption(model, ab) if routing == "empty" else ab
-        return _with_style(model, ab, None if routing == "empty" else [])
+        return _with_token(model, ab, None if routing == "empty" else [])
     with torch.no_grad():
         source = encode_video(model.vae, batch["clip"].to(device))
         caption = model.text_encoder(list(batch["output_caption"]))
@@ -86,33 +86,33 @@ def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
                     instruction=instruction, task=batch["task"].to(device), null=null)
     ab = _empty_caption(model, ab) if routing == "empty" else ab
     texts = {"empty": None, "instruction": list(batch["instruction"])}.get(routing, list(batch["output_caption"]))
-    return _with_style(model, ab, texts)
+    return _with_token(model, ab, texts)
 
 
-def _with_style(model: EVEModel, ab: AlignBatch, texts: list[str] | None) -> AlignBatch:
-    """With a style LoRA: the style teacher's and the student's caption, the routing's caption
-    (``texts``; None: the empty one) with the style's trigger. An encoded store keeps no caption
-    text, so there only the empty routing can be styled (``texts == []``: refused)."""
-    if model.style is None:
+def _with_token(model: EVEModel, ab: AlignBatch, texts: list[str] | None) -> AlignBatch:
+    """With a style or subject LoRA: its teacher's and the student's caption, the routing's caption
+    (``texts``; None: the empty one) with the LoRA's trigger. An encoded store keeps no caption
+    text, so there only the empty routing can take the trigger (``texts == []``: refused)."""
+    if model.token_lora is None:
         return ab
     if texts is not None and not texts:
-        raise EveditError("A style LoRA needs the captions' text: align from ShapeWorld or a manifest, "
+        raise EveditError("A style or subject LoRA needs the captions' text: align from ShapeWorld or a manifest, "
                           "or with prompt_routing 'empty', not from an encoded store.")
     b = ab.caption.shape[0]
     with torch.no_grad():
-        styled = model.text_encoder([model.style.caption(t) for t in (texts or [""] * b)])
-    return replace(ab, style_caption=styled.hidden_states.to(ab.caption), style_pooled=styled.pooled.to(ab.caption_pooled))
+        styled = model.text_encoder([model.token_lora.caption(t) for t in (texts or [""] * b)])
+    return replace(ab, token_caption=styled.hidden_states.to(ab.caption), token_pooled=styled.pooled.to(ab.caption_pooled))
 
 
 def with_teacher_caption(model: EVEModel, ab: AlignBatch, batch: dict) -> AlignBatch:
-    """``style_teacher_caption: output``: the style teacher reads each item's output caption with
-    the style's trigger (the student keeps its own caption)."""
+    """``token_teacher_caption: output``: the style or subject teacher reads each item's output
+    caption with the trigger (the student keeps its own caption)."""
     if "output_caption" not in batch:
-        raise EveditError("style_teacher_caption 'output' needs the captions' text: align from ShapeWorld "
+        raise EveditError("token_teacher_caption 'output' needs the captions' text: align from ShapeWorld "
                           "or a manifest, not from an encoded store.")
     with torch.no_grad():
-        texts = [model.style.caption(str(c)) for c in batch["output_caption"]]
-        return replace(ab, style_teacher=model.text_encoder(texts).hidden_states.to(ab.caption))
+        texts = [model.token_lora.caption(str(c)) for c in batch["output_caption"]]
+        return replace(ab, token_teacher=model.text_encoder(texts).hidden_states.to(ab.caption))
 
 
 def _empty_caption(model: EVEModel, ab: AlignBatch) -> AlignBatch:
@@ -173,9 +173,9 @@ def video_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seed
 
 
 @torch.no_grad()
-def style_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
-    """Frames from noise by the style teacher (backbone + style LoRA) on the styled caption."""
-    return _caption_guided_generate(model, "style", ab.style_cond(), cfg.style_scale, ab, cfg, seeds)
+def token_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int]) -> torch.Tensor:
+    """Frames from noise by the style or subject teacher (backbone + LoRA) on the caption with the trigger."""
+    return _caption_guided_generate(model, model.token_lora.kind, ab.token_cond(), cfg.token_scale, ab, cfg, seeds)
 
 
 class TeacherBank:
@@ -193,15 +193,16 @@ class TeacherBank:
         """Attach the first-frame edit (always) and the reals (adversarial phase) to ``ab``."""
         slot = step % max(1, self.cfg.bank_per_item)
         keys = [(int(i), slot) for i in indices]
-        need = [k for k in keys if k not in self.store or (with_reals and "video_real" not in self.store[k])]
+        need = [k for k in keys if k not in self.store or (with_reals and "edit_real" not in self.store[k])]
         if need:
             self._generate(ab, keys, slot, with_reals)
         ab.first_frame = torch.stack([self.store[k]["first_frame"] for k in keys])
         if with_reals:
             ab.edit_real = torch.stack([self.store[k]["edit_real"] for k in keys])
-            ab.video_real = torch.stack([self.store[k]["video_real"] for k in keys])
-            if "style" in self.cfg.teachers:
-                ab.style_real = torch.stack([self.store[k]["style_real"] for k in keys])
+            if "video" in self.cfg.teachers:
+                ab.video_real = torch.stack([self.store[k]["video_real"] for k in keys])
+            if self.cfg.token_teacher_kind is not None:
+                ab.token_real = torch.stack([self.store[k]["token_real"] for k in keys])
         return ab
 
     def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
@@ -209,16 +210,19 @@ class TeacherBank:
         frames = slice(None) if with_reals else slice(0, 1)
         edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
         ab.first_frame = edits[:, :, 0]
-        if self.model.style is not None:  # a style group's first frame: edited, then stylized
+        if self.model.token_lora is not None:  # a style/subject group's first frame: edited, then passed
             noise = _noise(edits[:, :, :1].shape, self._seeds(indices, slot, 3), edits.device)
-            ab.first_frame = stylize(self.model, edits[:, :, :1], ab.style_caption, ab.null, noise)[:, :, 0]
-        video = video_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 1)) if with_reals else None
-        styled = (style_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 2))
-                  if with_reals and "style" in self.cfg.teachers else None)
+            ab.first_frame = token_pass(self.model, edits[:, :, :1], ab.token_caption, ab.null, noise)[:, :, 0]
+        video = (video_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 1))
+                 if with_reals and "video" in self.cfg.teachers else None)  # each teacher's reals only
+        styled = (token_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 2))
+                  if with_reals and self.cfg.token_teacher_kind is not None else None)
         for j, key in enumerate(keys):
             entry = {"first_frame": ab.first_frame[j].cpu()}
             if with_reals:
-                entry.update(edit_real=edits[j].cpu(), video_real=video[j].cpu())
+                entry["edit_real"] = edits[j].cpu()
+            if video is not None:
+                entry["video_real"] = video[j].cpu()
             if styled is not None:
-                entry["style_real"] = styled[j].cpu()
+                entry["token_real"] = styled[j].cpu()
             self.store[key] = {k: v.to(ab.source.device) for k, v in entry.items()}
