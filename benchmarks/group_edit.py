@@ -52,6 +52,7 @@ from evedit.world import groups
 from evedit.world.groups import TILE, mosaic, style_score, subject_edit, subject_score
 
 METHODS = ("aligned", "unaligned", "eve+lora", "two-pass", "truth-pass", "codec")
+DEFAULT_RING = groups.RING_WIDTH  # the world's sks star, before --ring-width changes it
 RESULTS = {"style": "stylized_edit.md", "subject": "subject_edit.md"}
 TITLES = {"style": "# Stylized editing: the aligned style group against its baselines\n\n",
           "subject": "# Editing with a subject: the aligned subject group against its baselines\n\n"}
@@ -92,6 +93,11 @@ def with_lora(base: str, lora: str, group: str, out: Path) -> Path:
         attach_token_lora(model, read_token_lora(lora, EXAMPLE_TEMPLATES[group]))
         save_model(model, out)
     return out
+
+
+def _key(lora: str) -> str:
+    """The cached model folders' name for ``lora``: its folder and parent (``runs/x/export`` -> ``x-export``)."""
+    return "-".join(Path(lora).resolve().parts[-2:])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -146,10 +152,10 @@ def main() -> None:
         ap.error("the aligned method needs --aligned")
     work = Path(args.work) / args.group
     pipes = {"aligned": EditPipeline.from_pretrained(args.aligned) if "aligned" in methods else None,
-             "unaligned": EditPipeline.from_pretrained(with_lora(args.teachers, args.lora, args.group, work / f"unaligned-{Path(args.lora).name}"))
+             "unaligned": EditPipeline.from_pretrained(with_lora(args.teachers, args.lora, args.group, work / f"unaligned-{_key(args.lora)}"))
              if "unaligned" in methods else None,
              "eve+lora": EditPipeline.from_pretrained(with_lora(args.shipped, args.lora, args.group,
-                                                               work / f"eve-lora-{Path(args.lora).name}"))}
+                                                               work / f"eve-lora-{_key(args.lora)}"))}
     plain = EditPipeline.from_pretrained(args.shipped)
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     samples = []
@@ -198,7 +204,7 @@ def report(rows: dict[str, list[dict]], args) -> list[str]:
              f"--teachers {args.teachers} --lora {args.lora}"
              + (f" --task {args.task}" if args.group == "style" else "") + f" --clips {args.clips}"
              + (f" --methods {','.join(rows)}" if list(rows) != list(METHODS) else "")
-             + (f" --ring-width {args.ring_width}" if args.group == "subject" and args.ring_width != 2 else "") + "`", "",
+             + (f" --ring-width {args.ring_width}" if args.group == "subject" and args.ring_width != DEFAULT_RING else "") + "`", "",
              f"| method | PSNR vs {truth} (dB) | {acc} | {token} |", "|---|---:|---:|---:|"]
     for name, rs in rows.items():
         a = np.nanmean([r.get("acc", np.nan) for r in rs]) if rs and "acc" in rs[0] else float("nan")

@@ -5,8 +5,15 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import anyio._core._fileio  # noqa: E402,F401
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# anyio imports `open_file` lazily, and pytest rewrites anyio's modules (it is a pytest plugin), so
+# the web app's file responses imported and compiled that module in a server thread while the test
+# thread compiled too; CPython 3.11.7's AST constructor is not thread-safe there and raised
+# "SystemError: AST constructor recursion depth mismatch" once in a full run (test_ui). Importing it
+# here, once, in the main thread, takes the compile out of the server thread.
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

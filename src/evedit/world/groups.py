@@ -9,8 +9,10 @@ subject" has a true answer:
   takes the mean colour of that interior, its last row and column are grout of one fixed dark
   grey. Mosaicking a mosaic changes nothing; :func:`style_score` (0 to 1) says how much a frame
   shows the grout: 1 for a true mosaic, near 0 for a plain rendering.
-- **The sks star** (:func:`subject_sprite`): a star in orange and cyan concentric rings, 2 px
-  wide, a pattern no other object has. :class:`SubjectDataset` draws it into ordinary scenes;
+- **The sks star** (:func:`subject_sprite`): a star in orange and cyan concentric rings, 4 px
+  wide (one latent cell of the factor-4 codecs: at 2 px the DC codec gave back a subject score of
+  0.507 of the exact star, at 4 px 0.737; ``benchmarks/results/subject_edit.md``), a pattern no
+  other object has. :class:`SubjectDataset` draws it into ordinary scenes;
   :func:`subject_edit` is the edit "replace the X with the sks star" with its exact result, and
   :func:`subject_score` (0 to 1) says how much of the star's ring pattern an output shows where the
   star belongs.
@@ -38,7 +40,7 @@ SUBJECT_TOKEN = "sks"
 TILE = 4  # mosaic tile side in px (3x3 colour, 1 px grout)
 GROUT = (40, 40, 40)
 SUBJECT_RINGS = ((255, 140, 0), (0, 210, 220))  # orange, cyan
-RING_WIDTH = 2
+RING_WIDTH = 4
 
 
 def mosaic(clip: np.ndarray, tile: int = TILE) -> np.ndarray:
@@ -79,11 +81,15 @@ def style_caption(text: str) -> str:
 
 def subject_sprite(d: int) -> tuple[np.ndarray, np.ndarray]:
     """Mask ``(d, d)`` and colours ``(d, d, 3)`` of the sks star at diameter ``d``."""
+    patch = np.asarray(SUBJECT_RINGS, dtype=np.uint8)[_rings(d)]
+    return shape_mask("star", d), patch
+
+
+def _rings(d: int) -> np.ndarray:
+    """``(d, d)`` ring index of each pixel of the sprite: 0 orange, 1 cyan, outwards from the centre."""
     centre = (d - 1) / 2.0
     i, j = np.indices((d, d))
-    ring = (np.hypot(i - centre, j - centre) // RING_WIDTH).astype(int) % 2  # (d, d) 0 / 1
-    patch = np.asarray(SUBJECT_RINGS, dtype=np.uint8)[ring]
-    return shape_mask("star", d), patch
+    return (np.hypot(i - centre, j - centre) // RING_WIDTH).astype(int) % 2
 
 
 def draw_subject(clip: np.ndarray, subject: Obj, times: np.ndarray | None = None) -> np.ndarray:
@@ -102,10 +108,7 @@ def subject_layout(subject: Obj, frames: int, size: int) -> tuple[np.ndarray, np
     """Where the sks star moving as ``subject`` lies: bool mask ``(F, H, W)`` and ring index
     ``(F, H, W)`` (0 orange, 1 cyan, -1 outside)."""
     d = diameter(subject.size, size)
-    mask, _ = subject_sprite(d)
-    centre = (d - 1) / 2.0
-    i, j = np.indices((d, d))
-    ring = (np.hypot(i - centre, j - centre) // RING_WIDTH).astype(int) % 2
+    mask, ring = shape_mask("star", d), _rings(d)
     out = np.full((frames, size, size), -1, dtype=np.int64)
     for t, (y, x) in enumerate(object_offsets(subject, np.arange(frames), size)):
         np.copyto(out[t, y:y + d, x:x + d], ring, where=mask)
