@@ -165,8 +165,8 @@ class EditStream:
             pipe._null = null
             self.task, self.task_probability, label = pipe._task(opts.task, instruction,
                                                                  opts.min_task_probability)
-            styled = token_caption(model, opts.caption)
-        self.cond = Conditioning(caption=caption, instruction=instr, task=label, token_caption=styled)
+            triggered = token_caption(model, opts.caption)
+        self.cond = Conditioning(caption=caption, instruction=instr, task=label, token_caption=triggered)
         self.null, self.editor = null, EDITOR_FUNCTIONS[opts.editor]
         self.frames = itertools.islice(frames, 0, None, opts.stride)
         self.masks = None if masks is None else itertools.islice(masks, 0, None, opts.stride)

@@ -129,11 +129,11 @@ class EVEModel(nn.Module):
         )
         return down, mid, self.edit_adapter.input_features(source)
 
-    def motion_forward(self, x, t, cond: Conditioning, residuals=None, styled: bool = False) -> torch.Tensor:
+    def motion_forward(self, x, t, cond: Conditioning, residuals=None, triggered: bool = False) -> torch.Tensor:
         """The motion model on (B, C, F, h, w) with optional edit-adapter outputs
-        (:meth:`edit_residuals`); ``styled``: on ``cond.token_caption`` where there is one."""
+        (:meth:`edit_residuals`); ``triggered``: on ``cond.token_caption`` where there is one."""
         frames = x.shape[2]
-        caption = cond.token_caption if styled and cond.token_caption is not None else cond.caption
+        caption = cond.token_caption if triggered and cond.token_caption is not None else cond.caption
         down, mid, features = residuals if residuals is not None else (None, None, None)
         first = self.first_frame_hook.condition(cond.first_frame, frames)
         with first, added_to_input(self.motion_unet, features):
@@ -207,11 +207,11 @@ class VideoTeacher(Denoiser):
 
 
 class _BothAdapters(Denoiser):
-    def _run(self, x, t, cond, styled: bool = False):
+    def _run(self, x, t, cond, triggered: bool = False):
         m, frames = self.model, x.shape[2]
         flat = rearrange(x, "b c f h w -> (b f) c h w")
         residuals = m.edit_residuals(flat, _per_frame(t, frames), cond, frames)
-        return m.motion_forward(x, t, cond, residuals, styled)
+        return m.motion_forward(x, t, cond, residuals, triggered)
 
 
 class PlugAndPlay(_BothAdapters):
@@ -226,7 +226,7 @@ class Student(_BothAdapters):
     """Both adapters plus the alignment LoRA (equals plug-and-play while LoRA B is zero)."""
 
     def forward(self, x, t, cond):
-        return self._run(x, t, cond, styled=True)
+        return self._run(x, t, cond, triggered=True)
 
 
 class TokenTeacher(Denoiser):
@@ -247,6 +247,6 @@ class TokenPlugAndPlay(_BothAdapters):
         before = lora_adapters(unet) if self.model.has_lora else [kind]
         activate_adapters(unet, [kind])
         try:
-            return self._run(x, t, cond, styled=True)
+            return self._run(x, t, cond, triggered=True)
         finally:
             activate_adapters(unet, before)

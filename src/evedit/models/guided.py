@@ -17,8 +17,8 @@ def _null_like(null_text: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return null_text.to(like).expand(like.shape[0], -1, -1)
 
 
-def _styled_null(null_text: torch.Tensor, cond: Conditioning) -> dict:
-    """A style caption (the caption with a style's trigger) is nulled with the caption."""
+def _token_null(null_text: torch.Tensor, cond: Conditioning) -> dict:
+    """The caption with a style or subject trigger is nulled with the caption."""
     return {} if cond.token_caption is None else {"token_caption": _null_like(null_text, cond.token_caption)}
 
 
@@ -31,7 +31,7 @@ def edit_teacher_guided(
         return teacher(x, t, cond)
     no_text = cond.replace(
         caption=_null_like(null_text, cond.caption), instruction=_null_like(null_text, cond.instruction),
-        **_styled_null(null_text, cond),
+        **_token_null(null_text, cond),
     )
     neither = no_text.replace(source=torch.zeros_like(cond.source))
     out = teacher(torch.cat([x] * 3), torch.cat([t] * 3), Conditioning.cat([cond, no_text, neither]))
@@ -46,7 +46,7 @@ def text_guided(
     """Classifier-free guidance on the prompts (caption and instruction both nulled)."""
     if scale == 1.0:
         return denoiser(x, t, cond)
-    changes = {"caption": _null_like(null_text, cond.caption), **_styled_null(null_text, cond)}
+    changes = {"caption": _null_like(null_text, cond.caption), **_token_null(null_text, cond)}
     if cond.instruction is not None:
         changes["instruction"] = _null_like(null_text, cond.instruction)
     uncond_cond = cond.replace(**changes)

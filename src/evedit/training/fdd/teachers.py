@@ -100,8 +100,8 @@ def _with_token(model: EVEModel, ab: AlignBatch, texts: list[str] | None) -> Ali
                           "or with prompt_routing 'empty', not from an encoded store.")
     b = ab.caption.shape[0]
     with torch.no_grad():
-        styled = model.text_encoder([model.token_lora.caption(t) for t in (texts or [""] * b)])
-    return replace(ab, token_caption=styled.hidden_states.to(ab.caption), token_pooled=styled.pooled.to(ab.caption_pooled))
+        triggered = model.text_encoder([model.token_lora.caption(t) for t in (texts or [""] * b)])
+    return replace(ab, token_caption=triggered.hidden_states.to(ab.caption), token_pooled=triggered.pooled.to(ab.caption_pooled))
 
 
 def with_teacher_caption(model: EVEModel, ab: AlignBatch, batch: dict) -> AlignBatch:
@@ -215,7 +215,7 @@ class TeacherBank:
             ab.first_frame = token_pass(self.model, edits[:, :, :1], ab.token_caption, ab.null, noise)[:, :, 0]
         video = (video_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 1))
                  if with_reals and "video" in self.cfg.teachers else None)  # each teacher's reals only
-        styled = (token_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 2))
+        triggered = (token_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 2))
                   if with_reals and self.cfg.token_teacher_kind is not None else None)
         for j, key in enumerate(keys):
             entry = {"first_frame": ab.first_frame[j].cpu()}
@@ -223,6 +223,6 @@ class TeacherBank:
                 entry["edit_real"] = edits[j].cpu()
             if video is not None:
                 entry["video_real"] = video[j].cpu()
-            if styled is not None:
-                entry["token_real"] = styled[j].cpu()
+            if triggered is not None:
+                entry["token_real"] = triggered[j].cpu()
             self.store[key] = {k: v.to(ab.source.device) for k, v in entry.items()}
