@@ -88,6 +88,9 @@ def test_lora_stage_trains_only_its_lora_and_exports_a_loadable_file(parts, tmp_
     assert "val_loss" in summary["final_eval"]
     if kind == "style":
         assert 0 <= summary["final_eval"]["style_score"] <= 1
+    else:  # the exact star passed through the backbone with the LoRA, and without it
+        final = summary["final_eval"]
+        assert 0 <= final["subject_score"] <= 1 and 0 <= final["subject_score_off"] <= 1
 
     backbone = UNet2DConditionModel.from_pretrained(parts / "unet")
     x, t, text = torch.randn(1, 4, 16, 16), torch.tensor([500]), torch.randn(1, 3, 384)

@@ -26,13 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from ...diffusion.schedule import NoiseSchedule
 from ...errors import EveditError
 from ...models.lora import add_lora, lora_disabled, lora_modules, save_lora
-from ...world.groups import STYLE_TOKEN, SUBJECT_TOKEN, StyleDataset, SubjectDataset, style_score
+from ...models.token_lora import PASS_STEPS, PASS_STRENGTH, TOKEN_SCALE
+from ...world import SPLITS
+from ...world.datasets import image_tensor
+from ...world.groups import (STYLE_TOKEN, SUBJECT_TOKEN, StyleDataset, SubjectDataset, style_score, subject_edit,
+                             subject_phrase, subject_score)
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
 from .common import load_unet, load_vae, text_encoder, to_uint8
@@ -137,3 +142,32 @@ class SubjectLoRAStage(_LoRAStage):
     adapter = "subject"
     token = SUBJECT_TOKEN
     world = SubjectDataset
+    _score_off: float | None = None
+
+    @torch.no_grad()
+    def evaluate(self, batches: int | None = None) -> dict[str, float]:
+        """Validation loss, and the subject score (:func:`~evedit.world.groups.subject_score`) the
+        backbone keeps of the exact result of "replace the X with the sks star" (first frames of
+        ``eval_items`` validation subject edits) when it passes over it as the subject teacher of a
+        group does: SDEdit at the group's strength, steps and CFG
+        (:mod:`evedit.models.token_lora`) on the trigger phrase alone, with the LoRA on and off
+        (ShapeWorld data only). It is the ``truth-pass`` row of ``benchmarks/group_edit.py``, on
+        validation frames."""
+        out = super().evaluate(batches)
+        if self.config.data.kind != "shapeworld":
+            return out
+        start, stop = SPLITS["val"]
+        edits = [subject_edit(seed) for seed in range(start, min(stop, start + self.config.eval_items))]
+        frames = torch.stack([image_tensor(e.edited_clip[0]) for e in edits])
+
+        def score() -> float:
+            images = self.generate([subject_phrase()] * len(edits), PASS_STEPS, frames.shape[-1], self.config.seed,
+                                   start=frames, strength=PASS_STRENGTH, guidance=TOKEN_SCALE)
+            return float(np.mean([subject_score(img[None], e.subject) for img, e in zip(to_uint8(images), edits)]))
+
+        out["subject_score"] = score()
+        if self._score_off is None:  # the frozen backbone's figure: the same at every evaluation
+            with lora_disabled(self.unet):
+                self._score_off = score()
+        out["subject_score_off"] = self._score_off
+        return out

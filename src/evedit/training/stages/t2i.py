@@ -138,21 +138,29 @@ class T2IStage:
         return {"val_loss": float(torch.stack(losses).sum() / len(images))}
 
     @torch.no_grad()
-    def generate(self, captions: list[str], steps: int, size: int, seed: int = 0) -> torch.Tensor:
-        """DDIM with classifier-free guidance: captions -> (N, 3, size, size) pixels in [-1, 1]."""
+    def generate(self, captions: list[str], steps: int, size: int, seed: int = 0, start: torch.Tensor | None = None,
+                 strength: float = 1.0, guidance: float | None = None) -> torch.Tensor:
+        """DDIM with classifier-free guidance (``guidance``, default the stage's): captions -> (N, 3,
+        size, size) pixels in [-1, 1]; from noise, or with ``start`` (N, 3, size, size) pixels, SDEdit:
+        ``start`` noised to the first of the last ``strength`` share of the schedule (diffusers'
+        img2img rule) and denoised from there."""
         device, n = self.unet.device, len(captions)
         cond = self.text(captions).hidden_states
         null = self.text([""]).hidden_states.expand(n, -1, -1)
-        both = torch.cat([cond, null])
+        both, scale = torch.cat([cond, null]), self.config.guidance if guidance is None else guidance
 
         def model_fn(x, t):
             c_out, u_out = self.unet(torch.cat([x, x]), torch.cat([t, t]), both).sample.chunk(2)
-            return cfg(u_out, c_out, self.config.guidance)
+            return cfg(u_out, c_out, scale)
 
-        factor = downsampling(self.vae)
+        factor, timesteps = downsampling(self.vae), ddim_timesteps(steps)
         shape = (n, self.unet.config.in_channels, size // factor, size // factor)
         x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
-        z = ddim_sample(model_fn, x_T, ddim_timesteps(steps), self.schedule)
+        if start is not None:
+            timesteps = timesteps[steps - max(1, int(steps * strength)):]
+            t0 = torch.full((n,), timesteps[0], dtype=torch.long, device=device)
+            x_T = self.schedule.add_noise(encode_images(self.vae, start.to(device)), x_T, t0)
+        z = ddim_sample(model_fn, x_T, timesteps, self.schedule)
         return decode_images(self.vae, z)
 
     @torch.no_grad()
