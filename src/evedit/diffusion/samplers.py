@@ -28,6 +28,13 @@ def ddim_timesteps(n: int, num_train_timesteps: int = 1000) -> list[int]:
     return [int(round(num_train_timesteps - i * step)) - 1 for i in range(n)]
 
 
+def sdedit_timesteps(steps: int, strength: float, num_train_timesteps: int = 1000) -> list[int]:
+    """The last ``strength`` share (at least one step) of a ``steps``-step DDIM schedule: where
+    SDEdit starts from a noised image (diffusers' img2img rule)."""
+    full = ddim_timesteps(steps, num_train_timesteps)
+    return full[steps - max(1, int(steps * strength)):]
+
+
 def fixed_timesteps(k: int, num_train_timesteps: int = 1000) -> list[int]:
     """The EVE "w/o K-Bin" ablation: the same k evenly spaced timesteps at every iteration."""
     return ddim_timesteps(k, num_train_timesteps)

@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 
 from ..diffusion import ddim_sample, ddim_timesteps
+from ..diffusion import sdedit_timesteps as diffusion_sdedit_timesteps
 from ..models import Conditioning, EVEModel
 from ..models.guided import edit_teacher_guided, text_guided
 from ..models.token_lora import token_pass
@@ -127,10 +128,8 @@ def per_frame(model: EVEModel, w: Window, steps: int, guidance: float, progress:
 
 def sdedit_timesteps(steps: int, num_train_timesteps: int = 1000,
                      strength: float = SDEDIT_STRENGTH) -> list[int]:
-    """The last ``strength`` share of a ``steps``-step DDIM schedule (diffusers' img2img rule)."""
-    full = ddim_timesteps(steps, num_train_timesteps)
-    keep = max(1, int(steps * strength))
-    return full[steps - keep:]
+    """The sdedit editor's schedule: :func:`evedit.diffusion.sdedit_timesteps` at its strength."""
+    return diffusion_sdedit_timesteps(steps, strength, num_train_timesteps)
 
 
 def sdedit(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progress = None):

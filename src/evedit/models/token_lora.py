@@ -134,14 +134,13 @@ def token_pass(model, latents: torch.Tensor, token_caption: torch.Tensor, null: 
     rule) and denoised on ``token_caption`` (B, L, D) with caption CFG ``scale`` (default: the
     LoRA's own). It makes the first-frame condition of a style or subject group (the first frame
     edited, then stylized or given the subject) and the two-pass baseline."""
-    from ..diffusion import ddim_sample, ddim_timesteps
+    from ..diffusion import ddim_sample, sdedit_timesteps
     from .compose import Conditioning
     from .guided import text_guided
 
     teacher, cond = model.denoiser(model.token_lora.kind), Conditioning(caption=token_caption)
     scale = model.token_lora.scale if scale is None else scale
-    full = ddim_timesteps(steps, model.schedule.num_train_timesteps)
-    timesteps = full[steps - max(1, int(steps * strength)):]
+    timesteps = sdedit_timesteps(steps, strength, model.schedule.num_train_timesteps)
     t0 = torch.full((latents.shape[0],), timesteps[0], dtype=torch.long, device=latents.device)
     start = model.schedule.add_noise(latents, noise, t0)
     return ddim_sample(lambda x, t: text_guided(teacher, x, t, cond, null, scale), start, timesteps, model.schedule)

@@ -20,7 +20,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 from torch.utils.data import default_collate
 
-from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
+from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps, sdedit_timesteps
 from ...errors import EveditError
 from ...io import write_image
 from ...models.codec import decode_images, downsampling, encode_images
@@ -153,11 +153,11 @@ class T2IStage:
             c_out, u_out = self.unet(torch.cat([x, x]), torch.cat([t, t]), both).sample.chunk(2)
             return cfg(u_out, c_out, scale)
 
-        factor, timesteps = downsampling(self.vae), ddim_timesteps(steps)
+        factor = downsampling(self.vae)
+        timesteps = sdedit_timesteps(steps, strength) if start is not None else ddim_timesteps(steps)
         shape = (n, self.unet.config.in_channels, size // factor, size // factor)
         x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
         if start is not None:
-            timesteps = timesteps[steps - max(1, int(steps * strength)):]
             t0 = torch.full((n,), timesteps[0], dtype=torch.long, device=device)
             x_T = self.schedule.add_noise(encode_images(self.vae, start.to(device)), x_T, t0)
         z = ddim_sample(model_fn, x_T, timesteps, self.schedule)
