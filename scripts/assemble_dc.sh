@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assemble the teachers of the DC retrain (not the shipped model) from models/parts into one model
 # folder: the 16-channel DC codec with its noise-trained decoder, the backbone on it, the edit and
-# video adapters trained on that backbone; ShapeCLIP and the task classifier from models/shapeworld.
+# video adapters trained on that backbone; ShapeCLIP from models/parts/clip-20k (0.4.1's), the task
+# classifier from models/shapeworld.
 # The parts' runs lie under runs/dc/<stage>/export as links, so `evedit model assemble` reads them
 # as it reads a recipe's runs; measured in benchmarks/results/edit_fidelity.md ("The DC retrain").
 #   scripts/assemble_dc.sh [OUT]            (default OUT: runs/dc/teachers)
@@ -26,6 +27,6 @@ link codec-decoder-noise "$P/codec-dc-decoder-noise" "$P/codec-dc-decoder-noise/
 link t2i "$P/t2i-dc" "$P/t2i-dc/unet"
 link edit-adapter "$EDIT" "$EDIT/controlnet"
 link video-adapter "$P/video-adapter-dc" "$P/video-adapter-dc/motion_adapter" "$P/video-adapter-dc/first_frame"
-link clip "$P/clip" "$M/shapeclip"
+link clip "$P/clip-20k" "$P/clip-20k/shapeclip"
 link task-classifier "$P/task-classifier" "$M/task_classifier"
 HF_HUB_OFFLINE=1 "$EVEDIT" model assemble --runs "$RUNS" --out "$OUT"

@@ -119,6 +119,9 @@ def test_saved_outputs_rescore_identically(tmp_path, scorer, items):
     again = evaluate(EvalOptions(out=tmp_path / "b", samples=1, progress=False, outputs=(tmp_path / "a/videos/reverse",)),
                      items[:2], {"reverse": FolderEditor(tmp_path / "a/videos/reverse")}, scorer)
     assert again["editors"]["reverse"]["metrics"] == pytest.approx(first["editors"]["reverse"]["metrics"])
+    record = json.loads((tmp_path / "b" / "run.json").read_text())  # what was scored, and by whose ShapeCLIP
+    assert record["outputs"] == {"reverse": str(tmp_path / "a/videos/reverse")}
+    assert record["model"] == "shapeworld" and "baseline_steps" not in record
     with pytest.raises(EveditError, match="No edited video"):
         evaluate(EvalOptions(out=tmp_path / "c", samples=0, progress=False), items[2:3],
                  {"x": FolderEditor(tmp_path / "a/videos/reverse")}, scorer)

@@ -109,10 +109,13 @@ def load_editors(opts: EvalOptions) -> dict[str, object]:
 def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], scorer) -> dict:
     """Run, aggregate and write every report; returns the summary document."""
     out = opts.out_dir
+    # The model names the editors and, for ShapeWorld, the ShapeCLIP that scores (unless --shapeclip):
+    # a run scoring saved videos records it too, and which folders it scored.
     settings = {"benchmark": opts.benchmark, "seed": opts.seed, "metrics": list(scorer.metrics),
-                **({"model": str(opts.model), "baseline_steps": opts.baseline_steps,
+                "model": str(opts.model), **({"shapeclip": str(opts.shapeclip)} if opts.shapeclip else {}),
+                **({"baseline_steps": opts.baseline_steps,
                     "caption": "output caption given" if opts.with_caption else "instruction alone"}
-                   if not opts.outputs else {}),
+                   if not opts.outputs else {"outputs": {name: str(e.root) for name, e in editors.items()}}),
                 **opts.extra_settings}
     check_settings(out, settings)
     sample_keys = [it.key for it in items[: opts.samples]]
