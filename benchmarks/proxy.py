@@ -14,8 +14,9 @@ budget and the variants, each a set of overrides of the recipe::
 Every variant trains at the same time (one process and one torch thread each, so they share the
 machine alike) for ``minutes`` of training time (``evedit train --max-minutes``), then is
 evaluated by its stage (the final evaluation of its export) and, for ``t2i``, by ShapeCLIP top-1
-of its generations for test captions (the model report's figure) and the SDEdit round trip of test
-frames, both through the variant's own codec; for ``edit-adapter``, by the shipped model with the
+of its generations for test captions (the model report's figure), the SDEdit round trip of test
+frames, both through the variant's own codec, and the object colour accuracy of SDEdit from t = 500
+and 700 (``benchmarks/t2i_overfit.py``: are the objects drawn in their colours); for ``edit-adapter``, by the shipped model with the
 variant's adapter (or, with ``model: FOLDER`` in the proxy file, that model folder with it) on the
 local tasks' test frames from the instruction alone: PSNR outside and
 inside the edit's footprint and edit accuracy (``benchmarks/edit_fidelity.py``). The table goes to ``benchmarks/results/proxy_NAME.md``.
@@ -84,6 +85,7 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
     from evedit.training.stages.common import grid, load_unet, load_vae, to_uint8
     from evedit.training.stages.t2i import resolve_vae_folder
     from evedit.world import ImageCaptionDataset
+    from t2i_overfit import test_colour_figures
 
     shipped = ROOT / "models" / "shapeworld"
     torch.set_num_threads(1)
@@ -97,7 +99,8 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
         Image.fromarray(grid([list(truth), list(to_uint8(made))])).save(grid_path)
     trip = t2i_round_trip(model, items=items)
     top1 = t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
-    return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}}
+    colour = test_colour_figures(model, items)  # does it draw the objects' colours where they are?
+    return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}, **colour}
 
 
 def edit_figures(export: Path, per_task: int, model_folder: Path) -> dict:

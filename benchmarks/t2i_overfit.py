@@ -1,0 +1,141 @@
+"""Can a backbone draw ShapeWorld's objects? Object colour accuracy of its drawings.
+
+For each backbone (a UNet export; the shipped model supplies codec, text encoder and schedule):
+
+- **train** (``--store-items N``): generations from noise (DDIM, CFG) for the captions of the first
+  ``--items`` items of a ShapeWorld ``image`` store of N train items (``evedit data build image -n
+  N``; the items the proxy ``benchmarks/proxies/t2i_overfit.yaml`` trained on). A backbone that
+  memorised its items redraws them: PSNR against the item and, per object, whether its drawing
+  there has the object's colour (``evedit.eval.accuracy.color_check`` over the object's main-colour
+  pixels in its visible mask: the edit-accuracy colour rule).
+- **test t=500 / t=700**: SDEdit round trips of unseen test frames from that noise level (the
+  layout survives, the objects' look must be drawn): the same two figures. This is generalisation.
+
+Object colour accuracy is the share of (image, object) pairs drawn in the right colour; a blob of
+mixed colours scores near 1/12 (the palette), an exact drawing 1.
+
+Usage: ``python benchmarks/t2i_overfit.py --unet runs/proxy/t2i_overfit/shipped/run/export/unet
+--unet models/shapeworld/unet --store-items 256 [--write NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evedit.eval.accuracy import color_check
+from evedit.eval.metrics import psnr
+from evedit.models import load_model
+from evedit.training.quality import sdedit_round_trip, t2i_generate
+from evedit.training.stages.common import grid, load_unet, to_uint8
+from evedit.world import ImageCaptionDataset, WorldConfig, visible_masks
+from evedit.world.datasets import image_tensor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def store_items(split: str, length: int, items: int) -> tuple[torch.Tensor, list[str], list[tuple]]:
+    """Items ``0..items-1`` of the ``image`` view a store of ``length`` items renders: pixels,
+    captions and per item ``(objects, visible masks (n_obj, H, W))`` (``ImageCaptionDataset``'s draw)."""
+    data = ImageCaptionDataset(split, length, WorldConfig(frames=8))
+    xs, caps, objs = [], [], []
+    for i in range(items):
+        ex, rng = data.draw(i)
+        f = int(rng.integers(data.config.frames))
+        edited = rng.random() < data.edited_prob
+        scene = ex.edit.edited_scene if edited else ex.scene
+        xs.append(image_tensor((ex.edited_clip if edited else ex.clip)[f]))
+        caps.append(ex.edit.output_caption if edited else ex.edit.input_caption)
+        objs.append((scene.objects, visible_masks(scene, data.config.frames, data.config.size)[f]))
+    return torch.stack(xs), caps, objs
+
+
+def colour_accuracy(out: np.ndarray, truth: np.ndarray, objs: list[tuple]) -> float:
+    """Share of (image, object) pairs whose drawing has the object's colour (objects shown at all)."""
+    hits = []
+    for o, t, (objects, masks) in zip(out, truth, objs):
+        for obj, mask in zip(objects, masks):
+            ok = color_check(o[None], t[None], mask[None], obj.color)
+            if ok is not None:
+                hits.append(ok)
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def object_mask(objs: list[tuple]) -> np.ndarray:
+    return np.stack([masks.any(0) for _, masks in objs])
+
+
+def label(folder: str) -> str:
+    """A short name for a UNet folder: the proxy variant (``.../VARIANT/run/export/unet``) or the model."""
+    parts = Path(folder).parts
+    return parts[-4] if parts[-3:-1] == ("run", "export") else parts[-2]
+
+
+def test_colour_figures(model, items: int = 64, levels: tuple[int, ...] = (500, 700), steps: int = 25,
+                        guidance: float = 4.0) -> dict[str, float]:
+    """Object colour accuracy of SDEdit round trips of ``items`` test frames from each of ``levels``
+    (``obj_color_tN``): how well ``model``'s backbone draws objects where a layout is given."""
+    row, _ = rows_for(model, {"test": store_items("test", items, items)}, list(levels), steps, guidance)
+    return {f"obj_color_t{k.split('=')[1]}": v[2] for k, v in row.items()}
+
+
+def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float) -> tuple[dict, list]:
+    row, pictures = {}, []
+    for name, (x, caps, objs) in data.items():
+        truth = to_uint8(x)
+        for t in (levels if name == "test" else [None]):
+            g = torch.Generator().manual_seed(0)
+            made = (t2i_generate(model, caps, steps, guidance, seed=0) if t is None
+                    else sdedit_round_trip(model, x, caps, t, steps, guidance, g))
+            out = to_uint8(made)
+            key = name if t is None else f"{name} t={t}"
+            row[key] = (psnr(out, truth), psnr(out, truth, mask=object_mask(objs)), colour_accuracy(out, truth, objs))
+            pictures.append((key, truth[:8], out[:8]))
+    return row, pictures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--unet", action="append", required=True, help="UNet folder (repeatable)")
+    ap.add_argument("--model", default=str(ROOT / "models" / "shapeworld"), help="codec, text encoder, schedule")
+    ap.add_argument("--store-items", type=int, default=256, help="items of the train store the backbone saw")
+    ap.add_argument("--items", type=int, default=64)
+    ap.add_argument("--t", type=int, nargs="+", default=[500, 700])
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--write", help="write benchmarks/results/NAME.md and results/NAME/*.png")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    data = {"train": store_items("train", args.store_items, args.items), "test": store_items("test", args.items, args.items)}
+    lines = ["| backbone | figure | PSNR dB | PSNR inside objects dB | object colour accuracy |", "|---|---|---:|---:|---:|"]
+    for folder in args.unet:
+        model.unet = load_unet(folder).eval()
+        row, pictures = rows_for(model, data, args.t, args.steps, args.guidance)
+        lines += [f"| `{folder}` | {k} | {a:.2f} | {b:.2f} | {c:.3f} |" for k, (a, b, c) in row.items()]
+        print("\n".join(lines[-len(row):]), flush=True)
+        if args.write:
+            out = ROOT / "results" / args.write / f"{label(folder)}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(grid([r for _, truth, made in pictures for r in (list(truth), list(made))])).save(out)
+    head = ["# Object colour accuracy of backbone drawings (`benchmarks/t2i_overfit.py`)", "",
+            f"{date.today()}, {platform.machine()}. First {args.items} items of a {args.store_items}-item train "
+            f"store (generated from noise for their captions) and of the test split (SDEdit from t), DDIM "
+            f"{args.steps}, CFG {args.guidance}; codec and text encoder of `{Path(args.model).name}`.",
+            "Command: `python benchmarks/t2i_overfit.py " + " ".join(f"--unet {u}" for u in args.unet)
+            + f" --store-items {args.store_items}" + (f" --write {args.write}`." if args.write else "`."), ""]
+    text = "\n".join(head + lines) + "\n"
+    print(text)
+    if args.write:
+        (ROOT / "benchmarks" / "results" / f"{args.write}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
