@@ -11,8 +11,9 @@ For each backbone (a UNet export; the shipped model supplies codec, text encoder
 - **test t=500 / t=700**: SDEdit round trips of unseen test frames from that noise level (the
   layout survives, the objects' look must be drawn): the same two figures. This is generalisation.
 
-Object colour accuracy is the share of (image, object) pairs drawn in the right colour; a blob of
-mixed colours scores near 1/12 (the palette), an exact drawing 1.
+Object colour accuracy is the share of (image, object) pairs drawn in the right colour. On the 64
+test frames (89 objects shown): the exact frames 1.000, through the codec 0.989, a flat grey frame
+0.157 (the grey, white and black objects).
 
 Usage: ``python benchmarks/t2i_overfit.py --unet runs/proxy/t2i_overfit/shipped/run/export/unet
 --unet models/shapeworld/unet --store-items 256 [--write NAME]``.
