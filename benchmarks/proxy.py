@@ -85,7 +85,7 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
     from evedit.training.stages.common import grid, load_unet, load_vae, to_uint8
     from evedit.training.stages.t2i import resolve_vae_folder
     from evedit.world import ImageCaptionDataset
-    from t2i_overfit import test_colour_figures
+    from t2i_overfit import object_colour_figures
 
     shipped = ROOT / "models" / "shapeworld"
     torch.set_num_threads(1)
@@ -99,7 +99,7 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
         Image.fromarray(grid([list(truth), list(to_uint8(made))])).save(grid_path)
     trip = t2i_round_trip(model, items=items)
     top1 = t2i_quality(model, ShapeWorldScorer.from_pretrained(shipped), items=items)["top1"]
-    colour = test_colour_figures(model, items)  # does it draw the objects' colours where they are?
+    colour = object_colour_figures(model, items)  # does it draw the objects' colours where they are?
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}, **colour}
 
 

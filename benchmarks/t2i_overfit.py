@@ -36,23 +36,20 @@ from evedit.models import load_model
 from evedit.training.quality import sdedit_round_trip, t2i_generate
 from evedit.training.stages.common import grid, load_unet, to_uint8
 from evedit.world import ImageCaptionDataset, WorldConfig, visible_masks
-from evedit.world.datasets import image_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def store_items(split: str, length: int, items: int) -> tuple[torch.Tensor, list[str], list[tuple]]:
     """Items ``0..items-1`` of the ``image`` view a store of ``length`` items renders: pixels,
-    captions and per item ``(objects, visible masks (n_obj, H, W))`` (``ImageCaptionDataset``'s draw)."""
+    captions and per item ``(objects, visible masks (n_obj, H, W))`` (``ImageCaptionDataset.example_frame``)."""
     data = ImageCaptionDataset(split, length, WorldConfig(frames=8))
     xs, caps, objs = [], [], []
     for i in range(items):
-        ex, rng = data.draw(i)
-        f = int(rng.integers(data.config.frames))
-        edited = rng.random() < data.edited_prob
+        item, (ex, f, edited) = data[i], data.example_frame(i)
         scene = ex.edit.edited_scene if edited else ex.scene
-        xs.append(image_tensor((ex.edited_clip if edited else ex.clip)[f]))
-        caps.append(ex.edit.output_caption if edited else ex.edit.input_caption)
+        xs.append(item["image"])
+        caps.append(item["caption"])
         objs.append((scene.objects, visible_masks(scene, data.config.frames, data.config.size)[f]))
     return torch.stack(xs), caps, objs
 
@@ -78,7 +75,7 @@ def label(folder: str) -> str:
     return parts[-4] if parts[-3:-1] == ("run", "export") else parts[-2]
 
 
-def test_colour_figures(model, items: int = 64, levels: tuple[int, ...] = (500, 700), steps: int = 25,
+def object_colour_figures(model, items: int = 64, levels: tuple[int, ...] = (500, 700), steps: int = 25,
                         guidance: float = 4.0) -> dict[str, float]:
     """Object colour accuracy of SDEdit round trips of ``items`` test frames from each of ``levels``
     (``obj_color_tN``): how well ``model``'s backbone draws objects where a layout is given."""

@@ -94,11 +94,17 @@ class ImageCaptionDataset(WorldDataset):
         super().__init__(split, length, config, tasks)
         self.edited_prob = edited_prob
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """A random frame of item ``index`` with its caption."""
+    def example_frame(self, index: int) -> tuple[Example, int, bool]:
+        """Item ``index``'s example, the frame it shows and whether that is the edit's result (for
+        the scene graph and masks behind an item)."""
         ex, rng = self.draw(index)
         f = int(rng.integers(self.config.frames))
-        if rng.random() < self.edited_prob:
+        return ex, f, bool(rng.random() < self.edited_prob)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """A random frame of item ``index`` with its caption."""
+        ex, f, edited = self.example_frame(index)
+        if edited:
             return {"image": image_tensor(ex.edited_clip[f]), "caption": ex.edit.output_caption}
         return {"image": image_tensor(ex.clip[f]), "caption": ex.edit.input_caption}
 
