@@ -10,6 +10,8 @@ For each backbone (a UNet export; the shipped model supplies codec, text encoder
   pixels in its visible mask: the edit-accuracy colour rule).
 - **test t=500 / t=700**: SDEdit round trips of unseen test frames from that noise level (the
   layout survives, the objects' look must be drawn): the same two figures. This is generalisation.
+- ``--top1-items N``: also ShapeCLIP top-1 of generations for N test captions among 10
+  one-attribute-off ones (the model report's t2i figure; chance 10%).
 
 Object colour accuracy is the share of (image, object) pairs drawn in the right colour. On the 64
 test frames (89 objects shown): the exact frames 1.000, through the codec 0.989, a flat grey frame
@@ -54,11 +56,14 @@ def store_items(split: str, length: int, items: int) -> tuple[torch.Tensor, list
     return torch.stack(xs), caps, objs
 
 
-def colour_accuracy(out: np.ndarray, truth: np.ndarray, objs: list[tuple]) -> float:
-    """Share of (image, object) pairs whose drawing has the object's colour (objects shown at all)."""
+def colour_accuracy(out: np.ndarray, truth: np.ndarray, objs: list[tuple], size: str | None = None) -> float:
+    """Share of (image, object) pairs whose drawing has the object's colour (objects shown at all);
+    ``size``: only the objects of that size ("small" or "large")."""
     hits = []
     for o, t, (objects, masks) in zip(out, truth, objs):
         for obj, mask in zip(objects, masks):
+            if size is not None and obj.size != size:
+                continue
             ok = color_check(o[None], t[None], mask[None], obj.color)
             if ok is not None:
                 hits.append(ok)
@@ -83,7 +88,8 @@ def object_colour_figures(model, items: int = 64, levels: tuple[int, ...] = (500
     return {f"obj_color_t{k.split('=')[1]}": v[2] for k, v in row.items()}
 
 
-def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float) -> tuple[dict, list]:
+def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float,
+             by_size: bool = False) -> tuple[dict, list]:
     row, pictures = {}, []
     for name, (x, caps, objs) in data.items():
         truth = to_uint8(x)
@@ -94,8 +100,24 @@ def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float) 
             out = to_uint8(made)
             key = name if t is None else f"{name} t={t}"
             row[key] = (psnr(out, truth), psnr(out, truth, mask=object_mask(objs)), colour_accuracy(out, truth, objs))
+            for size in ("small", "large") if by_size else ():
+                row[f"{key}, {size} objects"] = (float("nan"), float("nan"), colour_accuracy(out, truth, objs, size))
             pictures.append((key, truth[:8], out[:8]))
     return row, pictures
+
+
+def cell(value: float, digits: int) -> str:
+    """A table cell: the figure, or empty where it was not measured (NaN)."""
+    return "" if np.isnan(value) else f"{value:.{digits}f}"
+
+
+def top1(model, args) -> float:
+    """ShapeCLIP (the ``--model`` folder's) top-1 of the backbone's generations among 10 captions."""
+    from evedit.eval.shapeworld import ShapeWorldScorer
+    from evedit.training.quality import t2i_quality
+
+    scorer = ShapeWorldScorer.from_pretrained(args.model)
+    return t2i_quality(model, scorer, args.top1_items, steps=args.steps)["top1"]
 
 
 def main() -> None:
@@ -108,6 +130,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--top1-items", type=int, default=0,
+                    help="also ShapeCLIP top-1 of generations for this many test captions (the model report's t2i figure)")
+    ap.add_argument("--by-size", action="store_true", help="also object colour accuracy of small and large objects apart")
     ap.add_argument("--write", help="write benchmarks/results/NAME.md and results/NAME/*.png")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,19 +141,23 @@ def main() -> None:
     lines = ["| backbone | figure | PSNR dB | PSNR inside objects dB | object colour accuracy |", "|---|---|---:|---:|---:|"]
     for folder in args.unet:
         model.unet = load_unet(folder).eval()
-        row, pictures = rows_for(model, data, args.t, args.steps, args.guidance)
-        lines += [f"| `{folder}` | {k} | {a:.2f} | {b:.2f} | {c:.3f} |" for k, (a, b, c) in row.items()]
+        row, pictures = rows_for(model, data, args.t, args.steps, args.guidance, args.by_size)
+        lines += [f"| `{folder}` | {k} | {cell(a, 2)} | {cell(b, 2)} | {cell(c, 3)} |" for k, (a, b, c) in row.items()]
+        if args.top1_items:
+            lines.append(f"| `{folder}` | ShapeCLIP t2i top-1, {args.top1_items} test captions | | | {top1(model, args):.3f} |")
         print("\n".join(lines[-len(row):]), flush=True)
         if args.write:
             out = ROOT / "results" / args.write / f"{label(folder)}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(grid([r for _, truth, made in pictures for r in (list(truth), list(made))])).save(out)
+    flags = (f" --top1-items {args.top1_items}" if args.top1_items else "") + (" --by-size" if args.by_size else "") \
+        + (f" --items {args.items}" if args.items != 64 else "") + (f" --write {args.write}" if args.write else "")
     head = ["# Object colour accuracy of backbone drawings (`benchmarks/t2i_overfit.py`)", "",
             f"{date.today()}, {platform.machine()}. First {args.items} items of a {args.store_items}-item train "
             f"store (generated from noise for their captions) and of the test split (SDEdit from t), DDIM "
             f"{args.steps}, CFG {args.guidance}; codec and text encoder of `{Path(args.model).name}`.",
             "Command: `python benchmarks/t2i_overfit.py " + " ".join(f"--unet {u}" for u in args.unet)
-            + f" --store-items {args.store_items}" + (f" --write {args.write}`." if args.write else "`."), ""]
+            + f" --store-items {args.store_items}{flags}`.", ""]
     text = "\n".join(head + lines) + "\n"
     print(text)
     if args.write:

@@ -7,7 +7,8 @@
 # as it reads a recipe's runs; measured in benchmarks/results/edit_fidelity.md ("The DC retrain").
 #   scripts/assemble_dc.sh [OUT]            (default OUT: runs/dc/teachers)
 # EDIT_ADAPTER=FOLDER takes another edit adapter (a part folder or a run's export with controlnet/),
-# RUNS=FOLDER another place for the links (default runs/dc):
+# T2I=FOLDER another backbone (with unet/), VIDEO_ADAPTER=FOLDER another video adapter (with
+# motion_adapter/ and first_frame/); RUNS=FOLDER another place for the links (default runs/dc):
 #   RUNS=runs/dc-c128 EDIT_ADAPTER=models/parts/edit-adapter-dc-c128 scripts/assemble_dc.sh runs/dc-c128/teachers
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ OUT=${1:-runs/dc/teachers}
 RUNS=${RUNS:-runs/dc}
 P=$PWD/models/parts M=$PWD/models/shapeworld
 EDIT=$(realpath "${EDIT_ADAPTER:-$P/edit-adapter-dc}")
+T2I=$(realpath "${T2I:-$P/t2i-dc}")
+VIDEO=$(realpath "${VIDEO_ADAPTER:-$P/video-adapter-dc}")
 link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the parts and the run record
   local stage=$1 record=$2; shift 2
   mkdir -p "$RUNS/$stage/export"
@@ -24,9 +27,9 @@ link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the part
 }
 link codec "$P/codec-dc" "$P/codec-dc/vae"
 link codec-decoder-noise "$P/codec-dc-decoder-noise" "$P/codec-dc-decoder-noise/vae"
-link t2i "$P/t2i-dc" "$P/t2i-dc/unet"
+link t2i "$T2I" "$T2I/unet"
 link edit-adapter "$EDIT" "$EDIT/controlnet"
-link video-adapter "$P/video-adapter-dc" "$P/video-adapter-dc/motion_adapter" "$P/video-adapter-dc/first_frame"
+link video-adapter "$VIDEO" "$VIDEO/motion_adapter" "$VIDEO/first_frame"
 link clip "$P/clip-20k" "$P/clip-20k/shapeclip"
 link task-classifier "$P/task-classifier" "$M/task_classifier"
 HF_HUB_OFFLINE=1 "$EVEDIT" model assemble --runs "$RUNS" --out "$OUT"
