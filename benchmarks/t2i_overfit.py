@@ -142,10 +142,11 @@ def main() -> None:
     for folder in args.unet:
         model.unet = load_unet(folder).eval()
         row, pictures = rows_for(model, data, args.t, args.steps, args.guidance, args.by_size)
-        lines += [f"| `{folder}` | {k} | {cell(a, 2)} | {cell(b, 2)} | {cell(c, 3)} |" for k, (a, b, c) in row.items()]
+        mine = [f"| `{folder}` | {k} | {cell(a, 2)} | {cell(b, 2)} | {cell(c, 3)} |" for k, (a, b, c) in row.items()]
         if args.top1_items:
-            lines.append(f"| `{folder}` | ShapeCLIP t2i top-1, {args.top1_items} test captions | | | {top1(model, args):.3f} |")
-        print("\n".join(lines[-len(row):]), flush=True)
+            mine.append(f"| `{folder}` | ShapeCLIP t2i top-1, {args.top1_items} test captions | | | {top1(model, args):.3f} |")
+        lines += mine
+        print("\n".join(mine), flush=True)
         if args.write:
             out = ROOT / "results" / args.write / f"{label(folder)}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
