@@ -38,14 +38,17 @@ from evedit.models import load_model
 from evedit.training.quality import sdedit_round_trip, t2i_generate
 from evedit.training.stages.common import grid, load_unet, to_uint8
 from evedit.world import ImageCaptionDataset, WorldConfig, visible_masks
+from evedit.world.config import SIZE_FRACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def store_items(split: str, length: int, items: int) -> tuple[torch.Tensor, list[str], list[tuple]]:
-    """Items ``0..items-1`` of the ``image`` view a store of ``length`` items renders: pixels,
-    captions and per item ``(objects, visible masks (n_obj, H, W))`` (``ImageCaptionDataset.example_frame``)."""
-    data = ImageCaptionDataset(split, length, WorldConfig(frames=8))
+def store_items(split: str, length: int, items: int, tasks: tuple[str, ...] | None = None,
+                ) -> tuple[torch.Tensor, list[str], list[tuple]]:
+    """Items ``0..items-1`` of the ``image`` view a store of ``length`` items renders (``tasks``: of
+    those tasks' examples only): pixels, captions and per item ``(objects, visible masks (n_obj, H,
+    W))`` (``ImageCaptionDataset.example_frame``)."""
+    data = ImageCaptionDataset(split, length, WorldConfig(frames=8), tasks=tasks)
     xs, caps, objs = [], [], []
     for i in range(items):
         item, (ex, f, edited) = data[i], data.example_frame(i)
@@ -56,11 +59,15 @@ def store_items(split: str, length: int, items: int) -> tuple[torch.Tensor, list
     return torch.stack(xs), caps, objs
 
 
-def colour_accuracy(out: np.ndarray, truth: np.ndarray, objs: list[tuple], size: str | None = None) -> float:
+def colour_accuracy(out: np.ndarray, truth: np.ndarray, objs: list[tuple], size: str | None = None,
+                    count: int | None = None) -> float:
     """Share of (image, object) pairs whose drawing has the object's colour (objects shown at all);
-    ``size``: only the objects of that size ("small" or "large")."""
+    ``size``: only the objects of that size ("small" or "large"); ``count``: only the images whose
+    scene (and caption) holds that many objects."""
     hits = []
     for o, t, (objects, masks) in zip(out, truth, objs):
+        if count is not None and len(objects) != count:
+            continue
         for obj, mask in zip(objects, masks):
             if size is not None and obj.size != size:
                 continue
@@ -89,7 +96,7 @@ def object_colour_figures(model, items: int = 64, levels: tuple[int, ...] = (500
 
 
 def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float,
-             by_size: bool = False) -> tuple[dict, list]:
+             by_size: bool = False, by_count: bool = False) -> tuple[dict, list]:
     row, pictures = {}, []
     for name, (x, caps, objs) in data.items():
         truth = to_uint8(x)
@@ -102,6 +109,9 @@ def rows_for(model, data: dict, levels: list[int], steps: int, guidance: float,
             row[key] = (psnr(out, truth), psnr(out, truth, mask=object_mask(objs)), colour_accuracy(out, truth, objs))
             for size in ("small", "large") if by_size else ():
                 row[f"{key}, {size} objects"] = (float("nan"), float("nan"), colour_accuracy(out, truth, objs, size))
+            for n in (1, 2, 3) if by_count else ():
+                row[f"{key}, scenes of {n} object{'s' * (n > 1)}"] = (
+                    float("nan"), float("nan"), colour_accuracy(out, truth, objs, count=n))
             pictures.append((key, truth[:8], out[:8]))
     return row, pictures
 
@@ -120,11 +130,31 @@ def top1(model, args) -> float:
     return t2i_quality(model, scorer, args.top1_items, steps=args.steps)["top1"]
 
 
+def header(args) -> list[str]:
+    """The written table's title, settings and the command that reproduces it."""
+    flags = (f" --top1-items {args.top1_items}" if args.top1_items else "") + (" --by-size" if args.by_size else "") \
+        + (" --by-count" if args.by_count else "") + (f" --tasks {args.tasks}" if args.tasks else "") \
+        + (f" --items {args.items}" if args.items != 64 else "") + (f" --guidance {args.guidance:g}" if args.guidance != 4.0 else "") \
+        + (f" --write {args.write}" if args.write else "")
+    small, large = (round(SIZE_FRACTIONS[k] * 64) for k in ("small", "large"))
+    what_if = (small, large) != (14, 24)  # run through benchmarks/object_sizes.py
+    prefix = f"python benchmarks/object_sizes.py {small} {large} --script " if what_if else "python "
+    return ["# Object colour accuracy of backbone drawings (`benchmarks/t2i_overfit.py`)", "",
+            f"{date.today()}, {platform.machine()}. First {args.items} items "
+            + (f"of a {args.store_items}-item train store (generated from noise for their captions) and "
+               if args.store_items else "") + f"of the test split (SDEdit from t), DDIM "
+            f"{args.steps}, CFG {args.guidance}; codec and text encoder of `{Path(args.model).name}`; "
+            f"ShapeWorld objects {small} and {large} px across" + (" (a what-if world)." if what_if else "."),
+            f"Command: `{prefix}benchmarks/t2i_overfit.py " + " ".join(f"--unet {u}" for u in args.unet)
+            + f" --store-items {args.store_items}{flags}`.", ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--unet", action="append", required=True, help="UNet folder (repeatable)")
     ap.add_argument("--model", default=str(ROOT / "models" / "shapeworld"), help="codec, text encoder, schedule")
-    ap.add_argument("--store-items", type=int, default=256, help="items of the train store the backbone saw")
+    ap.add_argument("--store-items", type=int, default=256,
+                    help="items of the train store the backbone saw (0: no generations from noise, test rows only)")
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--t", type=int, nargs="+", default=[500, 700])
     ap.add_argument("--steps", type=int, default=25)
@@ -133,15 +163,21 @@ def main() -> None:
     ap.add_argument("--top1-items", type=int, default=0,
                     help="also ShapeCLIP top-1 of generations for this many test captions (the model report's t2i figure)")
     ap.add_argument("--by-size", action="store_true", help="also object colour accuracy of small and large objects apart")
+    ap.add_argument("--by-count", action="store_true",
+                    help="also object colour accuracy in scenes of 1, 2 and 3 objects apart (the caption's binding load)")
+    ap.add_argument("--tasks", help="only these tasks' examples, comma-separated (a store built with --tasks)")
     ap.add_argument("--write", help="write benchmarks/results/NAME.md and results/NAME/*.png")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    data = {"train": store_items("train", args.store_items, args.items), "test": store_items("test", args.items, args.items)}
+    tasks = tuple(args.tasks.split(",")) if args.tasks else None
+    data = {"test": store_items("test", args.items, args.items, tasks)}
+    if args.store_items:
+        data = {"train": store_items("train", args.store_items, args.items, tasks), **data}
     lines = ["| backbone | figure | PSNR dB | PSNR inside objects dB | object colour accuracy |", "|---|---|---:|---:|---:|"]
     for folder in args.unet:
         model.unet = load_unet(folder).eval()
-        row, pictures = rows_for(model, data, args.t, args.steps, args.guidance, args.by_size)
+        row, pictures = rows_for(model, data, args.t, args.steps, args.guidance, args.by_size, args.by_count)
         mine = [f"| `{folder}` | {k} | {cell(a, 2)} | {cell(b, 2)} | {cell(c, 3)} |" for k, (a, b, c) in row.items()]
         if args.top1_items:
             mine.append(f"| `{folder}` | ShapeCLIP t2i top-1, {args.top1_items} test captions | | | {top1(model, args):.3f} |")
@@ -151,15 +187,7 @@ def main() -> None:
             out = ROOT / "results" / args.write / f"{label(folder)}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(grid([r for _, truth, made in pictures for r in (list(truth), list(made))])).save(out)
-    flags = (f" --top1-items {args.top1_items}" if args.top1_items else "") + (" --by-size" if args.by_size else "") \
-        + (f" --items {args.items}" if args.items != 64 else "") + (f" --write {args.write}" if args.write else "")
-    head = ["# Object colour accuracy of backbone drawings (`benchmarks/t2i_overfit.py`)", "",
-            f"{date.today()}, {platform.machine()}. First {args.items} items of a {args.store_items}-item train "
-            f"store (generated from noise for their captions) and of the test split (SDEdit from t), DDIM "
-            f"{args.steps}, CFG {args.guidance}; codec and text encoder of `{Path(args.model).name}`.",
-            "Command: `python benchmarks/t2i_overfit.py " + " ".join(f"--unet {u}" for u in args.unet)
-            + f" --store-items {args.store_items}{flags}`.", ""]
-    text = "\n".join(head + lines) + "\n"
+    text = "\n".join(header(args) + lines) + "\n"
     print(text)
     if args.write:
         (ROOT / "benchmarks" / "results" / f"{args.write}.md").write_text(text)

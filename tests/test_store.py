@@ -159,8 +159,8 @@ def test_data_build_cli_errors_are_one_sentence(tmp_path, capsys):
     assert "has no config.json" in capsys.readouterr().err
     assert main(["data", "build", "edit", "-o", str(tmp_path / "s"), "-n", "2", "--tasks", "colour"]) == 1
     assert "--tasks takes ShapeWorld task names" in capsys.readouterr().err
-    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--tasks", "color"]) == 1
-    assert "does not apply" in capsys.readouterr().err
+    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-s", str(tmp_path), "--tasks", "color"]) == 1
+    assert "does not apply to your own data" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
@@ -173,6 +173,15 @@ def test_data_build_tasks_stores_only_those_tasks(parts, tmp_path, capsys):
     store = EncodedStore(out, kind="edit")
     assert set(store.column("task").tolist()) <= {TASKS.index("color"), TASKS.index("remove")}
     assert store.manifest["source"] == "shapeworld (color, remove)"
+
+
+def test_image_and_video_sources_take_tasks_too():
+    from evedit.training.store_build import source_dataset
+
+    image = source_dataset("image", "shapeworld", 6, tasks=("color", "edges"))
+    video = source_dataset("video", "shapeworld", 3, frames=2, tasks=("invert",))
+    assert {image.example_frame(i)[0].edit.task for i in range(6)} <= {"color", "edges"}
+    assert {video.example(i).edit.task for i in range(3)} == {"invert"}
 
 
 def test_min_snr_weights_follow_the_paper_for_v_prediction():

@@ -220,7 +220,7 @@ def data_build(
     shard_items: int = typer.Option(1024, "--shard-items", min=1, help="Items per shard file."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items encoded per forward pass (memory, not results)."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Processes rendering (or reading) items while the codec encodes; the store is the same for any number."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="ShapeWorld edit/align: only these tasks, comma-separated (e.g. color,remove)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="ShapeWorld: only these tasks' examples, comma-separated (e.g. color,remove)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render (or read) train items once, encode them with the frozen codec and MiniLM, write shards.

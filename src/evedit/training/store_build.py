@@ -40,15 +40,16 @@ def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, s
                    tasks: tuple[str, ...] | None = None) -> Dataset:
     """The train items a store of ``kind`` encodes: ShapeWorld's, or a file/folder in a stage format.
 
-    ``tasks`` limits ShapeWorld's edit or align items to those tasks (an isolation run's store).
+    ``tasks`` limits ShapeWorld's items to those tasks' examples (an isolation run's store; an
+    ``image`` or ``video`` item shows the example's input or its edited result).
     """
     if kind not in LAYOUTS:
         raise EveditError(f"Unknown store kind '{kind}'; choose one of {', '.join(LAYOUTS)}.")
     if tasks is not None:
         from ..world import TASKS
 
-        if source != "shapeworld" or kind not in ("edit", "align"):
-            raise EveditError("--tasks chooses ShapeWorld's edit or align items; it does not apply here.")
+        if source != "shapeworld":
+            raise EveditError("--tasks chooses ShapeWorld's items; it does not apply to your own data.")
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown or not tasks:
             raise EveditError(f"--tasks takes ShapeWorld task names ({', '.join(TASKS)}); got {', '.join(tasks) or 'none'}.")
