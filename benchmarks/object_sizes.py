@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+from pathlib import Path
 
 from evedit.world import config as world_config
 
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
         if len(rest) < 2:
             raise SystemExit("--script needs a benchmark file.")
         sys.argv = rest[1:]
-        sys.path.insert(0, str(__import__("pathlib").Path(rest[1]).resolve().parent))
+        sys.path.insert(0, str(Path(rest[1]).resolve().parent))  # its sibling benchmarks import
         runpy.run_path(rest[1], run_name="__main__")
         return 0
     from evedit.cli import main as evedit_main
