@@ -15,6 +15,11 @@ Usage::
 
 (``--script`` runs a benchmark file with the remaining arguments instead of the ``evedit`` CLI.)
 A store built here says nothing of the sizes in its manifest: name it for them (``-obj20``).
+
+The product now sets the sizes itself: ``evedit data build ... --object-px 20,24`` renders a store
+in that world and records it in the store's manifest (``WorldConfig(small_px=..., large_px=...)``,
+each sampled object keeps its diameter), and ``benchmarks/t2i_overfit.py --object-px 20,24``
+measures in it. This script stays for the runs recorded with it; new runs use those.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from evedit.eval.metrics import psnr
 from evedit.models import load_model
 from evedit.training.quality import sdedit_round_trip, t2i_generate
 from evedit.training.stages.common import grid, load_unet, to_uint8
+from evedit.training.store_build import object_sizes
 from evedit.world import ImageCaptionDataset, WorldConfig, visible_masks
 from evedit.world.config import SIZE_FRACTIONS
 
@@ -44,11 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def store_items(split: str, length: int, items: int, tasks: tuple[str, ...] | None = None,
-                ) -> tuple[torch.Tensor, list[str], list[tuple]]:
+                world: dict | None = None) -> tuple[torch.Tensor, list[str], list[tuple]]:
     """Items ``0..items-1`` of the ``image`` view a store of ``length`` items renders (``tasks``: of
     those tasks' examples only): pixels, captions and per item ``(objects, visible masks (n_obj, H,
-    W))`` (``ImageCaptionDataset.example_frame``)."""
-    data = ImageCaptionDataset(split, length, WorldConfig(frames=8), tasks=tasks)
+    W))`` (``ImageCaptionDataset.example_frame``); ``world``: other ShapeWorld settings (object sizes)."""
+    data = ImageCaptionDataset(split, length, WorldConfig(frames=8, **(world or {})), tasks=tasks)
     xs, caps, objs = [], [], []
     for i in range(items):
         item, (ex, f, edited) = data[i], data.example_frame(i)
@@ -135,16 +136,18 @@ def header(args) -> list[str]:
     flags = (f" --top1-items {args.top1_items}" if args.top1_items else "") + (" --by-size" if args.by_size else "") \
         + (" --by-count" if args.by_count else "") + (f" --tasks {args.tasks}" if args.tasks else "") \
         + (f" --items {args.items}" if args.items != 64 else "") + (f" --guidance {args.guidance:g}" if args.guidance != 4.0 else "") \
-        + (f" --write {args.write}" if args.write else "")
-    small, large = (round(SIZE_FRACTIONS[k] * 64) for k in ("small", "large"))
-    what_if = (small, large) != (14, 24)  # run through benchmarks/object_sizes.py
+        + (f" --object-px {args.object_px}" if args.object_px else "") + (f" --write {args.write}" if args.write else "")
+    world = WorldConfig(**object_sizes(args.object_px))
+    small, large = (round(world.size_fraction(k) * 64) for k in ("small", "large"))
+    what_if = round(SIZE_FRACTIONS["small"] * 64) != 14 or round(SIZE_FRACTIONS["large"] * 64) != 24  # benchmarks/object_sizes.py
     prefix = f"python benchmarks/object_sizes.py {small} {large} --script " if what_if else "python "
     return ["# Object colour accuracy of backbone drawings (`benchmarks/t2i_overfit.py`)", "",
             f"{date.today()}, {platform.machine()}. First {args.items} items "
             + (f"of a {args.store_items}-item train store (generated from noise for their captions) and "
                if args.store_items else "") + f"of the test split (SDEdit from t), DDIM "
             f"{args.steps}, CFG {args.guidance}; codec and text encoder of `{Path(args.model).name}`; "
-            f"ShapeWorld objects {small} and {large} px across" + (" (a what-if world)." if what_if else "."),
+            f"ShapeWorld objects {small} and {large} px across" + (" (a what-if world)." if what_if else
+                                                                 " (not the preset's)." if (small, large) != (14, 24) else "."),
             f"Command: `{prefix}benchmarks/t2i_overfit.py " + " ".join(f"--unet {u}" for u in args.unet)
             + f" --store-items {args.store_items}{flags}`.", ""]
 
@@ -166,14 +169,16 @@ def main() -> None:
     ap.add_argument("--by-count", action="store_true",
                     help="also object colour accuracy in scenes of 1, 2 and 3 objects apart (the caption's binding load)")
     ap.add_argument("--tasks", help="only these tasks' examples, comma-separated (a store built with --tasks)")
+    ap.add_argument("--object-px", help="ShapeWorld's small and large object diameters, e.g. 20,24 (as `evedit data build --object-px`)")
     ap.add_argument("--write", help="write benchmarks/results/NAME.md and results/NAME/*.png")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     tasks = tuple(args.tasks.split(",")) if args.tasks else None
-    data = {"test": store_items("test", args.items, args.items, tasks)}
+    world = object_sizes(args.object_px)
+    data = {"test": store_items("test", args.items, args.items, tasks, world)}
     if args.store_items:
-        data = {"train": store_items("train", args.store_items, args.items, tasks), **data}
+        data = {"train": store_items("train", args.store_items, args.items, tasks, world), **data}
     lines = ["| backbone | figure | PSNR dB | PSNR inside objects dB | object colour accuracy |", "|---|---|---:|---:|---:|"]
     for folder in args.unet:
         model.unet = load_unet(folder).eval()

@@ -133,6 +133,8 @@ def test_every_stage_trains_two_steps_from_a_tiny_store(parts, vae, minilm, tmp_
     stage_parts = parts if stage != "t2i" else {"vae_path": parts["vae_path"]}
     recipe["stage"].update(stage_parts)
     recipe["stage"]["data"] = {"kind": "store", "path": str(tmp_path / "store")}
+    if stage == "t2i":  # ShapeWorld's image store holds object masks: the weighted loss reads them
+        recipe["stage"]["object_weight"] = 2.0
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["train", stage, "--config", str(path), "--out", str(tmp_path / "run")]) == 0
@@ -161,6 +163,10 @@ def test_data_build_cli_errors_are_one_sentence(tmp_path, capsys):
     assert "--tasks takes ShapeWorld task names" in capsys.readouterr().err
     assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-s", str(tmp_path), "--tasks", "color"]) == 1
     assert "does not apply to your own data" in capsys.readouterr().err
+    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--object-px", "20"]) == 1
+    assert "--object-px takes two diameters" in capsys.readouterr().err
+    assert main(["data", "build", "image", "-o", str(tmp_path / "s"), "-n", "2", "--object-px", "30,24"]) == 1
+    assert "object diameters need 3 <= small <= large" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
@@ -173,6 +179,19 @@ def test_data_build_tasks_stores_only_those_tasks(parts, tmp_path, capsys):
     store = EncodedStore(out, kind="edit")
     assert set(store.column("task").tolist()) <= {TASKS.index("color"), TASKS.index("remove")}
     assert store.manifest["source"] == "shapeworld (color, remove)"
+
+
+def test_data_build_object_px_renders_and_records_that_world(parts, tmp_path):
+    out = tmp_path / "s"
+    assert main(["data", "build", "image", "-o", str(out), "-n", "3", "--object-px", "20,24",
+                 "--vae", parts["vae_path"], "-q"]) == 0
+    store = EncodedStore(out, kind="image")
+    assert store.manifest["world"] == {"small_px": 20.0, "large_px": 24.0}
+    data = source_dataset("image", "shapeworld", 3, settings=store.manifest["world"])
+    ex, _, _ = data.example_frame(0)
+    assert {o.diameter(64) for o in ex.scene.objects} <= {20, 24}
+    preset = source_dataset("image", "shapeworld", 3)  # the same items in the preset world: other masks
+    assert any(not torch.equal(data[i]["objects"], preset[i]["objects"]) for i in range(3))
 
 
 def test_image_and_video_sources_take_tasks_too():
@@ -216,6 +235,50 @@ def test_edit_region_weights_stress_what_the_edit_changes():
     assert float(denoising_loss(missed_edit, target, w)) == pytest.approx(5 * float(denoising_loss(missed_rest, target, w)))
     on_top = edit_region_weights(source, target, 4.0, renormalise=False)  # unchanged positions keep 1
     assert float(on_top[0, 0, 0, 0]) == 1.0 and float(on_top[0, 0, 2, 2]) == pytest.approx(5.0)
+
+
+def test_a_shapeworld_image_store_keeps_where_the_objects_are(vae, minilm, tmp_path):
+    from evedit.world import ImageCaptionDataset, WorldConfig, visible_masks
+
+    build("image", vae, minilm, tmp_path / "s", n=4)
+    store = EncodedStore(tmp_path / "s", kind="image")
+    assert store.mask_fields == ("objects",)
+    data = ImageCaptionDataset("train", 4, WorldConfig(frames=2))
+    for i in range(4):
+        ex, f, edited = data.example_frame(i)
+        scene = ex.edit.edited_scene if edited else ex.scene
+        pixels = torch.from_numpy(visible_masks(scene, 2, 64)[f].any(0)).float()
+        cells = pixels.view(16, 4, 16, 4).mean((1, 3))  # a latent cell: 4x4 pixels
+        assert store[i]["objects"].shape == (1, 16, 16) and torch.allclose(store[i]["objects"][0], cells, atol=1e-3)
+        assert 0 < float(cells.sum()) < 256  # objects, and background around them
+
+
+def test_object_weight_needs_masks_and_weighs_the_object_cells(parts, vae, minilm, tmp_path):
+    from safetensors.torch import save_file
+
+    from evedit.diffusion import NoiseSchedule
+    from evedit.losses import region_weights
+    from evedit.training.stages.common import weighted_denoising_loss
+    from evedit.training.stages.t2i import T2IStage
+
+    region = torch.zeros(2, 1, 4, 4)
+    region[0, 0, :2, :2] = 1.0
+    w = region_weights(region, 4.0)
+    assert torch.allclose(w.flatten(1).mean(1), torch.ones(2)) and float(w[0, 0, 0, 0] / w[0, 0, 3, 3]) == pytest.approx(5.0)
+    out, target, t, schedule = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([10, 900]), NoiseSchedule()
+    plain = weighted_denoising_loss(schedule, out, target, t, 0.0)
+    assert torch.allclose(weighted_denoising_loss(schedule, out, target, t, 0.0, torch.ones(2, 1, 4, 4)), plain)
+    assert not torch.allclose(weighted_denoising_loss(schedule, out, target, t, 0.0, w), plain)
+    folder = tmp_path / "no-masks"  # a store without masks, as one built from your own images
+    build("image", vae, minilm, folder, n=2)
+    for shard in folder.glob("shard-*.safetensors"):
+        tensors = load_file(str(shard))
+        tensors.pop("objects")
+        save_file(tensors, str(shard))
+    stage = T2IStage.from_config({"vae_path": parts["vae_path"], "object_weight": 4.0,
+                                  "data": {"kind": "store", "path": str(folder)}})
+    with pytest.raises(EveditError, match="object_weight needs object masks"):
+        stage.dataset("train")
 
 
 def test_max_minutes_stops_training_and_exports(parts, vae, minilm, tmp_path):

@@ -271,6 +271,22 @@ def test_render_frame_and_canvas_size():
         WorldConfig(max_objects=0)
 
 
+def test_a_world_with_other_object_sizes_draws_and_records_them():
+    wide = WorldConfig(small_px=20, large_px=24)
+    ex, preset = make_example(3, "color", wide), make_example(3, "color")
+    assert [o.size for o in ex.scene.objects] == [o.size for o in preset.scene.objects]  # same draws
+    for obj, masks in zip(ex.scene.objects, object_masks(ex.scene).transpose(1, 0, 2, 3)):
+        rows = np.nonzero(masks[0].any(1))[0]
+        assert obj.diameter(64) == {"small": 20, "large": 24}[obj.size] and rows.max() - rows.min() + 1 <= obj.diameter(64)
+        assert obj.across == (None if obj.size == "large" else 20 / 64)  # recorded only where not the preset's
+    small = [o for s in range(20) for o in make_example(s, "add", wide).scene.objects if o.size == "small"]
+    assert small and all(o.diameter(96) == 30 for o in small)  # scales with the canvas
+    assert Scene.from_dict(json.loads(json.dumps(ex.scene.to_dict()))) == ex.scene
+    assert "across" not in json.dumps(preset.scene.to_dict())  # a preset world's scene graph is unchanged
+    with pytest.raises(EveditError, match="object diameters"):
+        WorldConfig(small_px=30, large_px=24)
+
+
 def _shows_heldout(ex) -> bool:
     """Independent check for held-out compositions in an example."""
     scenes = (ex.scene, ex.edit.edited_scene)
@@ -312,8 +328,9 @@ def _check_tensor(x: torch.Tensor, shape: tuple[int, ...]) -> None:
 def test_dataset_views_keys_shapes_and_ranges():
     img = ImageCaptionDataset(length=5)
     item = img[0]
-    assert set(item) == {"image", "caption"} and isinstance(item["caption"], str)
+    assert set(item) == {"image", "caption", "objects"} and isinstance(item["caption"], str)
     _check_tensor(item["image"], (3, 64, 64))
+    assert item["objects"].shape == (1, 64, 64) and set(item["objects"].unique().tolist()) == {0.0, 1.0}
     trip = EditTripletDataset("val", length=5)[1]
     assert set(trip) == {"input_image", "instruction", "task", "output_image", "input_caption", "output_caption"} and isinstance(trip["task"], int)
     _check_tensor(trip["input_image"], (3, 64, 64))

@@ -36,7 +36,14 @@ def edit_region_weights(source: torch.Tensor, target: torch.Tensor, strength: fl
     """
     change = (target.float() - source.float()).abs().mean(1, keepdim=True)  # (B, 1, h, w)
     change = change / change.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1)
-    weights = 1 + strength * change
+    return region_weights(change, strength, renormalise)
+
+
+def region_weights(region: torch.Tensor, strength: float, renormalise: bool = True) -> torch.Tensor:
+    """Per-position loss weights ``1 + strength * region`` (B, 1, h, w) for a region map in [0, 1]
+    (an edit's change, the objects' coverage of each latent cell), renormalised to mean 1 per item
+    unless ``renormalise`` is False (then positions outside the region keep weight 1)."""
+    weights = 1 + strength * region.float()
     return weights / weights.flatten(1).mean(1).view(-1, 1, 1, 1) if renormalise else weights
 
 

@@ -45,17 +45,20 @@ class Layout:
     ints: tuple[str, ...] = ()
     video: bool = False  # latents are clips (C, F, h, w) rather than images (C, h, w)
     with_std: bool = False  # also the posterior std of each latent (t2i samples the posterior)
+    # Optional coverage maps at the latent grid (fp16, (1, h, w) in [0, 1], the source item's
+    # pixel mask average-pooled): stored when the source gives them (ShapeWorld), else absent.
+    masks: tuple[str, ...] = ()
 
 
 # Which stage reads which kind, and which source-item keys fill which fields.
 LAYOUTS = {
-    "image": Layout(latents=("latent",), texts=("caption",), with_std=True),
+    "image": Layout(latents=("latent",), texts=("caption",), with_std=True, masks=("objects",)),
     "edit": Layout(latents=("source", "target"), texts=("caption", "instruction"), ints=("task",)),
     "video": Layout(latents=("clip",), texts=("caption",), video=True),
     "align": Layout(latents=("source",), texts=("caption", "instruction"), ints=("task",), video=True),
 }
 SOURCE_KEYS = {
-    "image": {"latent": "image", "caption": "caption"},
+    "image": {"latent": "image", "caption": "caption", "objects": "objects"},
     "edit": {"source": "input_image", "target": "output_image", "caption": "output_caption",
              "instruction": "instruction", "task": "task"},
     "video": {"clip": "clip", "caption": "caption"},
@@ -108,7 +111,8 @@ class EncodedStore(Dataset):
 
     ``store[i]`` is a dict: per latent field ``name`` a float32 tensor (and ``name_std`` where
     stored), per text field ``name_states`` (L, D) and ``name_pooled`` (Dp), per int field a
-    0-d int64 tensor. ``null_states`` / ``null_pooled`` are the empty text's.
+    0-d int64 tensor, per mask field the store holds (``mask_fields``) a (1, h, w) float32 map.
+    ``null_states`` / ``null_pooled`` are the empty text's.
     """
 
     def __init__(self, folder: str | Path, kind: str | None = None):
@@ -129,6 +133,7 @@ class EncodedStore(Dataset):
         null = self._open(0)
         self.null_states = null.get_slice("text_states")[0:1].float()  # (1, L, D)
         self.null_pooled = null.get_slice("text_pooled")[0:1].float()  # (1, Dp)
+        self.mask_fields = tuple(name for name in self.layout.masks if name in null.keys())
 
     def check(self, vae=None, text=None) -> None:
         """Refuse the store when it was encoded by another codec or text encoder."""
@@ -171,6 +176,8 @@ class EncodedStore(Dataset):
             item[f"{name}_pooled"] = f.get_slice("text_pooled")[t:t + 1][0].float()
         for name in lay.ints:
             item[name] = f.get_slice(name)[row:row + 1][0].long()
+        for name in self.mask_fields:
+            item[name] = f.get_slice(name)[row:row + 1][0].float()
         return item
 
     def __getstate__(self):  # DataLoader workers reopen the shards themselves

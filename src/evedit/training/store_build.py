@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from safetensors.torch import save_file
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
@@ -36,13 +37,27 @@ from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, text_hash
 BUILD_STATE = ".build.json"  # the parameters of an unfinished build, to resume only the same one
 
 
+def object_sizes(text: str | None) -> dict:
+    """``--object-px "SMALL,LARGE"`` as WorldConfig settings (``{}`` when not given)."""
+    if text is None:
+        return {}
+    try:
+        small, large = (float(v) for v in text.split(","))
+    except ValueError:
+        raise EveditError(f"--object-px takes two diameters in px, SMALL,LARGE (e.g. 20,24); got '{text}'.") from None
+    return {"small_px": small, "large_px": large}
+
+
 def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, size: int = 64,
-                   tasks: tuple[str, ...] | None = None) -> Dataset:
+                   tasks: tuple[str, ...] | None = None, settings: dict | None = None) -> Dataset:
     """The train items a store of ``kind`` encodes: ShapeWorld's, or a file/folder in a stage format.
 
     ``tasks`` limits ShapeWorld's items to those tasks' examples (an isolation run's store; an
-    ``image`` or ``video`` item shows the example's input or its edited result).
+    ``image`` or ``video`` item shows the example's input or its edited result). ``settings``:
+    other ShapeWorld settings (``WorldConfig`` fields, e.g. the object diameters).
     """
+    if settings and source != "shapeworld":
+        raise EveditError("--object-px sets ShapeWorld's objects; it does not apply to your own data.")
     if kind not in LAYOUTS:
         raise EveditError(f"Unknown store kind '{kind}'; choose one of {', '.join(LAYOUTS)}.")
     if tasks is not None:
@@ -61,7 +76,7 @@ def source_dataset(kind: str, source: str, items: int | None, frames: int = 8, s
         cls = {"image": world.ImageCaptionDataset, "edit": world.EditTripletDataset,
                "video": world.ClipCaptionDataset, "align": world.AlignmentDataset}[kind]
         extra = {"tasks": tuple(tasks)} if tasks else {}
-        return cls(split="train", length=items, config=world.WorldConfig(frames=frames), **extra)
+        return cls(split="train", length=items, config=world.WorldConfig(frames=frames, **(settings or {})), **extra)
     data = _file_dataset(kind, Path(source), frames, size)
     return Subset(data, range(min(items, len(data)))) if items else data
 
@@ -116,6 +131,9 @@ def encode_shard(kind: str, data: Dataset, start: int, stop: int, vae, text, bat
             fields.setdefault(f"{name}_index", []).append(torch.tensor(rows, dtype=torch.int32))
         for name in lay.ints:
             fields.setdefault(name, []).append(torch.as_tensor(batch[keys[name]]).to(torch.int32))
+        for name in (n for n in lay.masks if keys[n] in batch):  # the source gives this map
+            grid = fields[lay.latents[0]][-1].shape[-2:]
+            fields.setdefault(name, []).append(F.adaptive_avg_pool2d(batch[keys[name]].float(), grid).half())
         if bar is not None:
             bar.update(len(batch[keys[lay.latents[0]]]))
     tensors = {name: torch.cat(parts) for name, parts in fields.items()}
@@ -146,9 +164,10 @@ def _check_resume(out: Path, params: dict) -> None:
 
 def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source: str = "shapeworld",
                 vae_path: str = "", shard_items: int = 1024, batch_size: int = 64,
-                progress: bool = True, workers: int = 0) -> dict:
+                progress: bool = True, workers: int = 0, world: dict | None = None) -> dict:
     """Encode every item of ``data`` into the store ``out``; returns its manifest. ``workers``
-    render (or read) items in parallel processes; the store is the same for any number."""
+    render (or read) items in parallel processes; the store is the same for any number. ``world``:
+    the ShapeWorld settings the items were rendered with, where not the preset's (recorded)."""
     out, n = Path(out), len(data)
     if n == 0:
         raise EveditError("The source holds no items to store.")
@@ -156,7 +175,7 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
              "scaling_factor": float(vae.config.scaling_factor), "path": str(vae_path)}
     encoder = {"hash": text_hash(text), "name": type(text).__name__, "max_length": int(text.max_length)}
     params = {"kind": kind, "items": n, "shard_items": shard_items, "source": source,
-              "codec": codec["hash"], "text": encoder["hash"]}
+              "codec": codec["hash"], "text": encoder["hash"], **({"world": world} if world else {})}
     _check_resume(out, params)
     names = [f"shard-{s:05d}.safetensors" for s in range((n + shard_items - 1) // shard_items)]
     began = time.perf_counter()
@@ -172,7 +191,7 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
         os.replace(tmp, out / name)
     bar.close()
     manifest = {"format": FORMAT, "kind": kind, "items": n, "shard_items": shard_items, "shards": names,
-                "codec": codec, "text": encoder, "source": source,
+                "codec": codec, "text": encoder, "source": source, **({"world": world} if world else {}),
                 "build_seconds_last_run": round(time.perf_counter() - began, 1),
                 "bytes": sum((out / name).stat().st_size for name in names)}
     tmp = out / f".{MANIFEST}.tmp"
@@ -185,7 +204,7 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
 def build_command(kind: str, out: str | Path, *, items: int | None, source: str = "shapeworld",
                   vae: str | Path = "runs/codec/export/vae", frames: int = 8, shard_items: int = 1024,
                   batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None,
-                  workers: int = 0) -> dict:
+                  workers: int = 0, object_px: str | None = None) -> dict:
     """What ``evedit data build`` does: load the frozen encoders (on the GPU when there is one),
     pick the source, build."""
     from .stages.common import load_vae, text_encoder
@@ -196,9 +215,10 @@ def build_command(kind: str, out: str | Path, *, items: int | None, source: str 
     if shard_items < 1 or batch_size < 1 or workers < 0:
         raise EveditError("--shard-items and --batch-size must be at least 1, --workers at least 0.")
     folder = resolve_vae_folder(vae)
-    data = source_dataset(kind, source, items, frames=frames, tasks=tasks)
+    world = object_sizes(object_px)
+    data = source_dataset(kind, source, items, frames=frames, tasks=tasks, settings=world)
     label = f"{source} ({', '.join(tasks)})" if tasks else source
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return build_store(kind, data, load_vae(folder).to(device), text_encoder().to(device), out, source=label,
                        vae_path=str(folder), shard_items=shard_items, batch_size=batch_size, progress=progress,
-                       workers=workers)
+                       workers=workers, world=world)

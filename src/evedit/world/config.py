@@ -63,6 +63,11 @@ class WorldConfig:
     pan_prob: float = 0.5  # share of patterned backgrounds that pan (a plain one cannot show it)
     pan_speed_min: float = 0.015  # canvas fractions per frame: ~1 px/frame at 64
     pan_speed_max: float = 0.04  # ~2.5 px/frame at 64, slower than most objects
+    # Diameters of "small" and "large" objects in px at a 64 px canvas (scaled with ``size``);
+    # None: the preset's, SIZE_FRACTIONS (14 and 24 px). A world with other sizes records them in
+    # every object it samples (``Obj.across``), so its scenes render alike anywhere.
+    small_px: float | None = None
+    large_px: float | None = None
 
     def __post_init__(self) -> None:
         """Reject settings that cannot render (one sentence each, as the CLI prints them)."""
@@ -77,6 +82,14 @@ class WorldConfig:
             )
         if not 0 < self.speed_min <= self.speed_max or not 0 <= self.pan_prob <= 1:
             raise EveditError("ShapeWorld speeds must be positive and ordered, and pan_prob in [0, 1].")
+        small, large = (self.size_fraction(w) * 64 for w in SIZES)
+        if not 3 <= small <= large <= 32:
+            raise EveditError(f"ShapeWorld object diameters need 3 <= small <= large <= 32 px (at 64 px), got {small:g} and {large:g}.")
+
+    def size_fraction(self, size_name: str) -> float:
+        """Diameter of a ``size_name`` object as a fraction of the canvas side in this world."""
+        px = {"small": self.small_px, "large": self.large_px}[size_name]
+        return SIZE_FRACTIONS[size_name] if px is None else px / 64
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of the settings."""
@@ -92,6 +105,7 @@ class WorldConfig:
         return cls(**data)
 
 
-def diameter(size_name: str, canvas: int) -> int:
-    """Object diameter in pixels for a size word at a canvas side (14 or 24 at 64)."""
-    return max(3, int(round(SIZE_FRACTIONS[size_name] * canvas)))
+def diameter(size_name: str, canvas: int, fraction: float | None = None) -> int:
+    """Object diameter in pixels for a size word at a canvas side (14 or 24 at 64), or for an
+    object's own ``fraction`` of the canvas where its world sets one (``Obj.across``)."""
+    return max(3, int(round((SIZE_FRACTIONS[size_name] if fraction is None else fraction) * canvas)))

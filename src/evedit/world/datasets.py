@@ -18,6 +18,7 @@ from evedit.errors import EveditError
 from evedit.world.config import WorldConfig
 from evedit.world.edits import NON_VISION_TASKS, TASKS, task_label
 from evedit.world.examples import SPLITS, Example, edit_footprint, make_example
+from evedit.world.render import visible_masks
 
 #: Items per view when ``length`` is not given.
 DEFAULT_LENGTHS: dict[str, int] = {"train": 100_000, "val": 1_000, "test": 500, "heldout": 500}
@@ -102,11 +103,15 @@ class ImageCaptionDataset(WorldDataset):
         return ex, f, bool(rng.random() < self.edited_prob)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """A random frame of item ``index`` with its caption."""
+        """A random frame of item ``index`` with its caption, and ``objects``: where the frame's
+        objects are, (1, H, W) in {0, 1} (an encoded store keeps it for object-weighted losses)."""
         ex, f, edited = self.example_frame(index)
+        scene = ex.edit.edited_scene if edited else ex.scene
+        cover = visible_masks(scene, self.config.frames, self.config.size)[f].any(0)
+        objects = torch.from_numpy(cover).float()[None]
         if edited:
-            return {"image": image_tensor(ex.edited_clip[f]), "caption": ex.edit.output_caption}
-        return {"image": image_tensor(ex.clip[f]), "caption": ex.edit.input_caption}
+            return {"image": image_tensor(ex.edited_clip[f]), "caption": ex.edit.output_caption, "objects": objects}
+        return {"image": image_tensor(ex.clip[f]), "caption": ex.edit.input_caption, "objects": objects}
 
 
 class EditTripletDataset(WorldDataset):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from evedit.world.captions import background_phrase, caption
-from evedit.world.config import WorldConfig, diameter
+from evedit.world.config import WorldConfig
 from evedit.world.datasets import WorldDataset, clip_tensor, image_tensor
 from evedit.world.edits import task_label
 from evedit.world.examples import Example, make_example
@@ -96,7 +96,7 @@ def draw_subject(clip: np.ndarray, subject: Obj, times: np.ndarray | None = None
     """Paint the sks star moving as ``subject`` (its shape, colour and texture are ignored) on a copy."""
     out = clip.copy()
     size = clip.shape[1]
-    d = diameter(subject.size, size)
+    d = subject.diameter(size)
     mask, patch = subject_sprite(d)
     times = np.arange(len(clip)) if times is None else np.asarray(times)
     for t, (y, x) in enumerate(object_offsets(subject, times, size)):
@@ -107,7 +107,7 @@ def draw_subject(clip: np.ndarray, subject: Obj, times: np.ndarray | None = None
 def subject_layout(subject: Obj, frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Where the sks star moving as ``subject`` lies: bool mask ``(F, H, W)`` and ring index
     ``(F, H, W)`` (0 orange, 1 cyan, -1 outside)."""
-    d = diameter(subject.size, size)
+    d = subject.diameter(size)
     mask, ring = shape_mask("star", d), _rings(d)
     out = np.full((frames, size, size), -1, dtype=np.int64)
     for t, (y, x) in enumerate(object_offsets(subject, np.arange(frames), size)):

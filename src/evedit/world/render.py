@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from evedit.world.config import BOX_COLOR, COLORS, diameter
+from evedit.world.config import BOX_COLOR, COLORS
 from evedit.world.scene import Background, Obj, Scene, background_offsets, object_offsets, reflect
 
 EDGE_THRESHOLD = 48  # max channel step between neighbours that counts as an edge
@@ -166,7 +166,7 @@ def _paint(canvas: np.ndarray, scene: Scene, times: np.ndarray, style_of) -> np.
     """Draw the scene's objects, in order, onto ``canvas`` (T, H, W, 3) in place."""
     size = canvas.shape[1]
     for k, obj in enumerate(scene.objects):
-        d = diameter(obj.size, size)
+        d = obj.diameter(size)
         mask, patch = _sprite(obj.shape, obj.color, obj.texture, d, style_of(k))
         for t, (y, x) in enumerate(object_offsets(obj, times, size)):
             np.copyto(canvas[t, y:y + d, x:x + d], patch, where=mask)
@@ -280,7 +280,7 @@ def edge_map(clip: np.ndarray) -> np.ndarray:
 
 def object_mask(obj: Obj, frames: int = 8, size: int = 64) -> np.ndarray:
     """Pixels one object covers in each frame (occlusion ignored): bool ``(F, H, W)``."""
-    d = diameter(obj.size, size)
+    d = obj.diameter(size)
     m = shape_mask(obj.shape, d)
     out = np.zeros((frames, size, size), dtype=bool)
     for t, (y, x) in enumerate(object_offsets(obj, np.arange(frames), size)):
@@ -310,7 +310,7 @@ def box_mask(scene: Scene, target: int, times: np.ndarray | list[int] | range, s
     """The 1-px detection box one pixel around object ``target``'s footprint: bool ``(T, H, W)``."""
     times = _times(times)
     obj = scene.objects[target]
-    d = diameter(obj.size, size)
+    d = obj.diameter(size)
     rows, cols = np.nonzero(shape_mask(obj.shape, d))
     out = np.zeros((len(times), size, size), dtype=bool)
     for t, (y, x) in enumerate(object_offsets(obj, times, size)):

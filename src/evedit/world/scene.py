@@ -43,6 +43,7 @@ class Obj:
     y0: float
     vx: float
     vy: float
+    across: float | None = None  # diameter as a canvas fraction, where its world's sizes are not the preset's
 
     def __post_init__(self) -> None:
         """Validate the vocabulary words."""
@@ -51,14 +52,21 @@ class Obj:
         _check(self.texture, TEXTURES, "texture")
         _check(self.size, SIZES, "size")
 
+    def diameter(self, canvas: int) -> int:
+        """This object's diameter in pixels at a canvas side."""
+        return diameter(self.size, canvas, self.across)
+
     @property
     def name(self) -> str:
         """Colour and shape, e.g. ``"red circle"``: unique within a scene, so it names the object."""
         return f"{self.color} {self.shape}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict."""
-        return asdict(self)
+        """JSON-able dict (``across`` only where set: a preset-world scene's dict is as before)."""
+        data = asdict(self)
+        if self.across is None:
+            del data["across"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Obj:
@@ -155,7 +163,7 @@ def object_offsets(obj: Obj, times: np.ndarray, canvas: int) -> np.ndarray:
     The box (side :func:`diameter`) always lies inside the canvas: the centre bounces off the
     borders, so the object never leaves the frame.
     """
-    d = diameter(obj.size, canvas)
+    d = obj.diameter(canvas)
     span = canvas - d
     start = np.array([obj.y0, obj.x0]) * canvas - d / 2.0  # (2,) top-left at t=0, px
     vel = np.array([obj.vy, obj.vx]) * canvas  # (2,) px per frame
@@ -197,7 +205,8 @@ def sample_object(
     else:
         raise ValueError("no free (colour, shape) combination left for a new object")
     size = _pick(rng, SIZES)
-    r = SIZE_FRACTIONS[size] / 2.0
+    across = config.size_fraction(size)
+    r = across / 2.0
     x0, y0 = rng.uniform(r, 1.0 - r, size=2)
     speed = rng.uniform(config.speed_min, config.speed_max)
     angle = rng.uniform(0.0, 2.0 * np.pi)
@@ -205,6 +214,7 @@ def sample_object(
         shape=s, color=c, texture=_pick(rng, TEXTURES), size=size,
         x0=round(float(x0), 4), y0=round(float(y0), 4),
         vx=round(float(speed * np.cos(angle)), 4), vy=round(float(speed * np.sin(angle)), 4),
+        across=None if across == SIZE_FRACTIONS[size] else across,
     )
 
 

@@ -56,12 +56,15 @@ def text_encoder() -> MiniLMTextEncoder:
 
 
 def weighted_denoising_loss(schedule, out: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
-                            snr_gamma: float) -> torch.Tensor:
-    """The stages' denoising MSE: unweighted (``snr_gamma`` 0) or min-SNR-gamma weighted."""
-    if snr_gamma <= 0:
-        return denoising_loss(out, target)
-    v = schedule.config.prediction_type == "v_prediction"
-    return denoising_loss(out, target, min_snr_weights(schedule.snr(t), snr_gamma, v_prediction=v))
+                            snr_gamma: float, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """The stages' denoising MSE: unweighted (``snr_gamma`` 0) or min-SNR-gamma weighted, times
+    per-position weights ``positions`` (B, 1, h, w) where given (:func:`~evedit.losses.region_weights`)."""
+    weights = positions
+    if snr_gamma > 0:
+        v = schedule.config.prediction_type == "v_prediction"
+        snr = min_snr_weights(schedule.snr(t), snr_gamma, v_prediction=v)
+        weights = snr if positions is None else positions * snr.view(-1, 1, 1, 1).to(positions)
+    return denoising_loss(out, target, weights)
 
 
 def drop_texts(texts: list[str], mask: torch.Tensor) -> list[str]:

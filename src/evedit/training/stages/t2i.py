@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import default_collate
 
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps, sdedit_timesteps
 from ...errors import EveditError
 from ...io import write_image
+from ...losses import region_weights
 from ...models.codec import decode_images, downsampling, encode_images
 from ...models.presets import SHAPEWORLD_UNET
 from ..config import structured
@@ -43,6 +45,10 @@ class T2IConfig:
     guidance: float = 4.0  # CFG scale of the sample grids; moderate for a tiny model
     seed: int = 0  # draws of the validation loss and the sample noise
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
+    # Extra loss weight on the latent cells the frame's objects cover: 1 + object_weight x coverage,
+    # renormalised to mean 1 per item (losses.region_weights); needs a store with object masks
+    # (ShapeWorld's image stores). 0: every cell alike (benchmarks/proxies/t2i_object_weight.yaml).
+    object_weight: float = 0.0
     # Overrides of the UNet's diffusers config (models.presets.SHAPEWORLD_UNET), e.g. wider blocks;
     # the channels follow the codec. A motion adapter on a wider backbone sets the same widths.
     unet: dict = field(default_factory=dict)
@@ -81,11 +87,16 @@ class T2IStage:
         if self.config.data.kind == "store":
             if split == "train":
                 self.store = open_store({"path": self.config.data.path}, self.name, self.vae, self.text)
+                if self.config.object_weight and "objects" not in self.store.mask_fields:
+                    raise EveditError(f"object_weight needs object masks, and the store '{self.config.data.path}' has "
+                                      "none; rebuild it from ShapeWorld with `evedit data build image`.")
                 return self.store
             return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split)
         data = image_caption_dataset(self.config.data, split)
         if not getattr(getattr(data, "dataset", data), "has_captions", True):
             raise EveditError(f"Stage t2i needs captions, but '{self.config.data.path}' has no captions table.")
+        if self.config.object_weight and self.config.data.kind != "shapeworld":
+            raise EveditError("object_weight needs object masks, which only ShapeWorld's items (or its stores) give.")
         return data
 
     # ---- loss ----------------------------------------------------------------------------------
@@ -94,19 +105,25 @@ class T2IStage:
         """(B, 3, H, W) pixels -> (B, 4, H/4, W/4) scaled latents (a posterior sample)."""
         return encode_images(self.vae, images, sample=True, generator=generator)
 
-    def diffusion_loss(self, images, captions: list[str], generator) -> torch.Tensor:
+    def diffusion_loss(self, images, captions: list[str], generator, objects=None) -> torch.Tensor:
         x0 = self.encode(images.to(self.unet.device), generator)
-        return self.latent_loss(x0, self.text(captions).hidden_states, generator)
+        cells = None if objects is None else F.adaptive_avg_pool2d(objects.float(), x0.shape[-2:])  # as a store keeps them
+        return self.latent_loss(x0, self.text(captions).hidden_states, generator, cells)
 
-    def latent_loss(self, x0: torch.Tensor, text: torch.Tensor, generator) -> torch.Tensor:
-        """v-prediction MSE on scaled latents ``x0`` (B, C, h, w) under text states (B, L, D)."""
+    def latent_loss(self, x0: torch.Tensor, text: torch.Tensor, generator,
+                    objects: torch.Tensor | None = None) -> torch.Tensor:
+        """v-prediction MSE on scaled latents ``x0`` (B, C, h, w) under text states (B, L, D);
+        ``objects`` (B, 1, h, w): the objects' coverage, weighted by ``object_weight`` in training."""
         device = self.unet.device
         n = x0.shape[0]
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, self.schedule.num_train_timesteps, (n,), generator=generator).to(device)
         out = self.unet(self.schedule.add_noise(x0, noise, t), t, text).sample
-        gamma = self.config.snr_gamma if self.unet.training else 0.0  # evaluation: plain MSE, comparable
-        return weighted_denoising_loss(self.schedule, out, self.schedule.target(x0, noise, t), t, gamma)
+        training = self.unet.training  # evaluation: plain MSE, comparable across recipes
+        gamma = self.config.snr_gamma if training else 0.0
+        weigh = training and self.config.object_weight > 0 and objects is not None
+        positions = region_weights(objects.to(device), self.config.object_weight) if weigh else None
+        return weighted_denoising_loss(self.schedule, out, self.schedule.target(x0, noise, t), t, gamma, positions)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         if "latent" in batch:  # an encoded store's item: no codec or text encoder in the step
@@ -115,10 +132,10 @@ class T2IStage:
             eps = torch.randn(batch["latent"].shape, generator=generator).to(batch["latent"])
             x0 = batch["latent"] + batch["latent_std"] * eps  # a posterior sample, as encode() draws
             text = drop_states(batch["caption_states"], dropped, self.store.null_states)
-            return {"loss": self.latent_loss(x0, text, generator)}
+            return {"loss": self.latent_loss(x0, text, generator, batch.get("objects"))}
         captions = list(batch["caption"])
         dropped = torch.rand(len(captions), generator=generator) < self.config.caption_dropout
-        return {"loss": self.diffusion_loss(batch["image"], drop_texts(captions, dropped), generator)}
+        return {"loss": self.diffusion_loss(batch["image"], drop_texts(captions, dropped), generator, batch.get("objects"))}
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _val_batch(self) -> dict:
