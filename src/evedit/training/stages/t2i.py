@@ -6,7 +6,8 @@ v-prediction at zero terminal SNR): ``x0 = codec latent x scaling_factor``, unif
 ``schedule.target``. 10% of captions are dropped to "" so the model also learns the unconditional
 prediction classifier-free guidance needs (Ho & Salimans 2022). With ``data: {kind: store, path:
 ...}`` the train items come encoded from an ``image`` store (``evedit data build image``): the
-posterior is sampled from its stored mode and std, captions are its stored states. Evaluation: validation loss on
+posterior is sampled from its stored mode and std, captions are its stored states. ``object_weight``
+weighs the latent cells ShapeWorld's objects cover more (a store keeps their coverage). Evaluation: validation loss on
 fixed items and draws; samples: DDIM generations with CFG for fixed validation captions.
 """
 
@@ -46,8 +47,10 @@ class T2IConfig:
     seed: int = 0  # draws of the validation loss and the sample noise
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
     # Extra loss weight on the latent cells the frame's objects cover: 1 + object_weight x coverage,
-    # renormalised to mean 1 per item (losses.region_weights); needs a store with object masks
-    # (ShapeWorld's image stores). 0: every cell alike (benchmarks/proxies/t2i_object_weight.yaml).
+    # renormalised to mean 1 per item (losses.region_weights); needs object masks (ShapeWorld's
+    # items and image stores). 0: every cell alike. evedit's choice, not the paper's: objects cover
+    # 13% of a ShapeWorld frame; 4 drew 19 / 23 points more of them in colour at equal time
+    # (benchmarks/results/proxy_t2i_object_path.md; configs/t2i-dc-obj20-objw4.yaml uses it).
     object_weight: float = 0.0
     # Overrides of the UNet's diffusers config (models.presets.SHAPEWORLD_UNET), e.g. wider blocks;
     # the channels follow the codec. A motion adapter on a wider backbone sets the same widths.
