@@ -51,7 +51,7 @@ def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray) -> float:
 @torch.no_grad()
 def start_rows(model, task: str, per_task: int, steps: int, starts: list[str]) -> dict[str, tuple[float, float]]:
     """(keep, edit) PSNR per start (see the module's docstring), and ``codec edit``."""
-    data = EditTripletDataset("test", per_task, tasks=(task,))
+    data = EditTripletDataset("test", per_task, tasks=(task,), config=model.spec.world_config())
     batch = default_collate([data[i] for i in range(per_task)])
     inside = [edit_footprint(data.example_frame(i)[0])[data.example_frame(i)[1]] for i in range(per_task)]
     truth = batch["output_image"]
@@ -82,7 +82,7 @@ def footprint_psnrs(data, indices: list[int], images: torch.Tensor, truth: torch
 def task_rows(model, task: str, per_task: int, steps: int, image_scale: float | None,
               text_scale: float | None = None, split: str = "test", grid_rows: list | None = None,
               caption: str = "none") -> dict[str, float]:
-    data = EditTripletDataset(split, per_task, tasks=(task,))
+    data = EditTripletDataset(split, per_task, tasks=(task,), config=model.spec.world_config())
     batch = default_collate([data[i] for i in range(per_task)])
     captions = None if caption == "none" else list(batch[f"{caption}_caption"])  # none: what a user gives
     edits = guided_edits(model, batch, captions, steps, seed=0, image_scale=image_scale, text_scale=text_scale)

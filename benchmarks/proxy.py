@@ -103,24 +103,39 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}, **colour}
 
 
-def edit_figures(export: Path, per_task: int, model_folder: Path) -> dict:
+def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, grid_path: Path | None = None) -> dict:
     """``model_folder`` (the shipped model unless the proxy file names another ``model``) with the
-    variant's ControlNet (and source branch, if it trained one): keep / edit PSNR and edit accuracy
-    per local task and their means (edit_fidelity.py's figures)."""
+    variant's ControlNet (and source branch, if it trained one) and the backbone it was trained on
+    (the recipe's ``unet_path``), on test frames of the world of its store: keep / edit PSNR and
+    edit accuracy per local task and their means (edit_fidelity.py's figures); with ``grid_path``, a PNG
+    of input | edit | truth, four test frames per task."""
+    from dataclasses import replace
+
     import numpy as np
     import torch
 
     from edit_fidelity import TASKS, task_rows
+    from evedit.io import write_image
     from evedit.models import load_model
+    from evedit.training.stages.common import grid
+    from evedit.training.stages.common import load_unet
+    from evedit.training.store import store_world
 
     torch.set_num_threads(1)
     model = load_model(model_folder, edit_adapter=export)
-    row = {}
+    stage = OmegaConf.to_container(OmegaConf.load(recipe).stage)
+    if stage.get("unet_path"):
+        model.unet = load_unet(ROOT / stage["unet_path"])
+    model.spec = replace(model.spec, world=store_world(stage.get("data") or {}) or model.spec.world)
+    row, shown = {}, []
     for task in TASKS:
-        r = task_rows(model, task, per_task, steps=25, image_scale=None)
+        r = task_rows(model, task, per_task, steps=25, image_scale=None, grid_rows=shown)
         row.update({f"{task}_keep": r["keep"], f"{task}_edit": r["edit"], f"{task}_acc": r["acc"]})
     for k in ("keep", "edit", "acc"):
         row[f"mean_{k}"] = float(np.mean([row[f"{t}_{k}"] for t in TASKS]))
+    if grid_path is not None:
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(grid_path, grid(shown))
     return row
 
 
@@ -133,7 +148,7 @@ def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
         row.update(t2i_figures(run, vae, items, grid_path))
     if stage == "edit-adapter":
-        row.update(edit_figures(run, per_task=16, model_folder=model_folder))
+        row.update(edit_figures(run, per_task=16, model_folder=model_folder, recipe=recipe, grid_path=grid_path))
     return row
 
 

@@ -8,7 +8,8 @@
 #   scripts/assemble_dc.sh [OUT]            (default OUT: runs/dc/teachers)
 # EDIT_ADAPTER=FOLDER takes another edit adapter (a part folder or a run's export with controlnet/),
 # T2I=FOLDER another backbone (with unet/), VIDEO_ADAPTER=FOLDER another video adapter (with
-# motion_adapter/ and first_frame/); RUNS=FOLDER another place for the links (default runs/dc):
+# motion_adapter/ and first_frame/), SHAPECLIP=FOLDER another ShapeCLIP (with shapeclip/); RUNS=FOLDER
+# another place for the links (default runs/dc):
 #   RUNS=runs/dc-c128 EDIT_ADAPTER=models/parts/edit-adapter-dc-c128 scripts/assemble_dc.sh runs/dc-c128/teachers
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ P=$PWD/models/parts M=$PWD/models/shapeworld
 EDIT=$(realpath "${EDIT_ADAPTER:-$P/edit-adapter-dc}")
 T2I=$(realpath "${T2I:-$P/t2i-dc}")
 VIDEO=$(realpath "${VIDEO_ADAPTER:-$P/video-adapter-dc}")
+CLIP=$(realpath "${SHAPECLIP:-$P/clip-20k}")
 link() {  # link STAGE RECORD PART_SOURCE...: runs/dc/STAGE/export with the parts and the run record
   local stage=$1 record=$2; shift 2
   mkdir -p "$RUNS/$stage/export"
@@ -30,6 +32,6 @@ link codec-decoder-noise "$P/codec-dc-decoder-noise" "$P/codec-dc-decoder-noise/
 link t2i "$T2I" "$T2I/unet"
 link edit-adapter "$EDIT" "$EDIT/controlnet"
 link video-adapter "$VIDEO" "$VIDEO/motion_adapter" "$VIDEO/first_frame"
-link clip "$P/clip-20k" "$P/clip-20k/shapeclip"
+link clip "$CLIP" "$CLIP/shapeclip"
 link task-classifier "$P/task-classifier" "$M/task_classifier"
 HF_HUB_OFFLINE=1 "$EVEDIT" model assemble --runs "$RUNS" --out "$OUT"

@@ -221,7 +221,7 @@ def data_build(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items encoded per forward pass (memory, not results)."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Processes rendering (or reading) items while the codec encodes; the store is the same for any number."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="ShapeWorld: only these tasks' examples, comma-separated (e.g. color,remove)."),
-    object_px: Optional[str] = typer.Option(None, "--object-px", help="ShapeWorld: small and large object diameters in px at 64 px, e.g. 20,24 (default 14,24)."),
+    object_px: Optional[str] = typer.Option(None, "--object-px", help="ShapeWorld: small and large object diameters in px at 64 px, e.g. 20,24 (default: the world of a --vae model folder, else 14,24)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render (or read) train items once, encode them with the frozen codec and MiniLM, write shards.

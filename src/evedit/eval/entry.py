@@ -68,9 +68,9 @@ def load_items(opts: EvalOptions) -> list[Item]:
     if opts.limit is not None and opts.limit < 1:
         raise EveditError(f"--limit must be at least 1, got {opts.limit}.")
     if opts.benchmark == "shapeworld":
-        from .shapeworld import ShapeWorldBenchmark
+        from .shapeworld import ShapeWorldBenchmark, model_world
 
-        return ShapeWorldBenchmark().items(opts.limit)
+        return ShapeWorldBenchmark(config=model_world(opts.model)).items(opts.limit)
     from .tgve import DEFAULT_DATA, tgve_items, tgve_plus_items
 
     data = Path(opts.data) if opts.data is not None else DEFAULT_DATA

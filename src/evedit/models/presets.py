@@ -105,6 +105,17 @@ class ModelSpec:
     tasks: tuple[str, ...] = ()  # task-label vocabulary of the edit adapter (empty: none)
     lora_rank: int = 8  # EVE gives none; 8 is ample for the tiny ShapeWorld backbone
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
+    # ShapeWorld settings the parts were trained on that differ from the preset world, as
+    # WorldConfig fields (e.g. {"small_px": 20, "large_px": 24}); {}: the preset world. Evaluation,
+    # the model report and alignment render this world (:meth:`world_config`).
+    world: dict = field(default_factory=dict)
+
+    def world_config(self, **settings):
+        """The :class:`~evedit.world.WorldConfig` of the world the model was trained on, with
+        ``settings`` (e.g. ``frames=8``) on top."""
+        from ..world import WorldConfig
+
+        return WorldConfig(**{**self.world, **settings})
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -117,4 +128,5 @@ class ModelSpec:
     def from_dict(cls, data: dict) -> "ModelSpec":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["tasks"] = tuple(known.get("tasks", ()))
+        known["world"] = dict(known.get("world") or {})
         return cls(**known)

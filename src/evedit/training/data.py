@@ -82,8 +82,9 @@ def _default_table(folder: Path) -> Path | None:
     return next((folder / n for n in DEFAULT_TABLES if (folder / n).is_file()), None)
 
 
-def image_caption_dataset(cfg: DataConfig, split: str) -> Dataset:
-    """The ``split`` ("train" or "val") view of a :class:`DataConfig` source."""
+def image_caption_dataset(cfg: DataConfig, split: str, world: dict | None = None) -> Dataset:
+    """The ``split`` ("train" or "val") view of a :class:`DataConfig` source; ShapeWorld items are
+    rendered in ``world`` (WorldConfig settings; None: the preset world)."""
     if cfg.kind not in DATA_KINDS:
         raise EveditError(f"Unknown data kind '{cfg.kind}'; choose one of {', '.join(DATA_KINDS)}.")
     if split not in ("train", "val"):
@@ -92,9 +93,10 @@ def image_caption_dataset(cfg: DataConfig, split: str) -> Dataset:
         raise EveditError("Data of kind 'store' holds encoded latents, which only the diffusion stages "
                           "(t2i, edit-adapter, video-adapter, align) read; this stage needs images.")
     if cfg.kind == "shapeworld":
-        from ..world import ImageCaptionDataset
+        from ..world import ImageCaptionDataset, WorldConfig
 
-        return ImageCaptionDataset(split, length=cfg.train_items if split == "train" else cfg.val_items)
+        return ImageCaptionDataset(split, length=cfg.train_items if split == "train" else cfg.val_items,
+                                   config=WorldConfig(**(world or {})))
     if not cfg.path:
         raise EveditError("Data of kind 'folder' needs a 'path' to a folder of images.")
     full = ImageCaptionFolder(cfg.path, cfg.captions, cfg.size)

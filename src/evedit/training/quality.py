@@ -62,7 +62,7 @@ def _latent_hw(model: EVEModel) -> tuple[int, int]:
 @torch.no_grad()
 def codec_quality(model: EVEModel, items: int = 64) -> dict:
     values = []
-    for batch in _batches(ImageCaptionDataset("test", items), items, 32):
+    for batch in _batches(ImageCaptionDataset("test", items, model.spec.world_config()), items, 32):
         x = batch["image"][:, :, None]  # (B, 3, 1, H, W)
         values.append(_psnr(decode_video(model.vae, encode_video(model.vae, x)), x))
     return {"psnr": float(torch.cat(values).mean()), "items": items}
@@ -89,7 +89,7 @@ def t2i_generate(model: EVEModel, captions: list[str], steps: int = 25, guidance
 def t2i_quality(model: EVEModel, scorer, items: int = 64, steps: int = 25, guidance: float = 4.0) -> dict:
     from .stages.clip import ShapeCLIPDataset, _rows
 
-    data, wins, seen = ShapeCLIPDataset("test", items, 9), [], 0
+    data, wins, seen = ShapeCLIPDataset("test", items, 9, model.spec.world_config()), [], 0
     for batch in _batches(data, items, 16):
         rows, valid = _rows(batch["captions"], len(batch["valid"])), batch["valid"]
         images = t2i_generate(model, [r[0] for r in rows], steps, guidance, seed=1000 + seen)
@@ -136,7 +136,7 @@ def t2i_round_trip(model: EVEModel, items: int = 64, noise_levels: tuple[int, ..
     out = {}
     for t_start in noise_levels:
         values, g = [], torch.Generator().manual_seed(0)
-        for batch in _batches(ImageCaptionDataset("test", items), items, 32):
+        for batch in _batches(ImageCaptionDataset("test", items, model.spec.world_config()), items, 32):
             x = batch["image"]
             y = sdedit_round_trip(model, x, batch["caption"], t_start, steps, guidance, g)
             values.append(_psnr(y, x))
@@ -161,7 +161,7 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
     out: dict[str, float] = {}
     accuracy: dict[str, float | None] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
-        values, hits, data = [], [], EditTripletDataset(split, per_task, tasks=(task,))
+        values, hits, data = [], [], EditTripletDataset(split, per_task, tasks=(task,), config=model.spec.world_config())
         for start, batch in zip(range(0, per_task, 16), _batches(data, per_task, 16)):
             if model.spec.prompt_routing == "instruction":
                 captions = list(batch["instruction"])
@@ -262,7 +262,7 @@ def video_teacher_quality(model: EVEModel, scorer, items: int = 16, steps: int =
     """Clips from a real first frame and caption; first-frame fidelity, consistency and motion."""
     teacher, null = model.denoiser("video"), model.text_encoder([""]).hidden_states
     first, cons_fake, cons_real, change_fake, change_real = [], [], [], [], []
-    for batch in _batches(ClipCaptionDataset("test", items), items, 4):
+    for batch in _batches(ClipCaptionDataset("test", items, model.spec.world_config()), items, 4):
         real = batch["clip"]
         x0 = encode_video(model.vae, real)
         cond = Conditioning(caption=model.text_encoder(list(batch["caption"])).hidden_states,
@@ -283,12 +283,13 @@ def video_teacher_quality(model: EVEModel, scorer, items: int = 16, steps: int =
 
 
 @torch.no_grad()
-def shapeclip_quality(scorer, items: int = 256) -> dict:
+def shapeclip_quality(scorer, items: int = 256, world=None) -> dict:
     """Zero-shot retrieval among the caption and 9 one-attribute-off siblings (the stage's own
-    :func:`~evedit.training.stages.clip.retrieval_figures`, on test scenes)."""
+    :func:`~evedit.training.stages.clip.retrieval_figures`, on test scenes of ``world``, a
+    :class:`~evedit.world.WorldConfig`; None: the preset world)."""
     from .stages.clip import ShapeCLIPDataset, retrieval_figures
 
-    batches = _batches(ShapeCLIPDataset("test", items, 9), items, 32)
+    batches = _batches(ShapeCLIPDataset("test", items, 9, world), items, 32)
     figures = retrieval_figures(scorer.clip, lambda texts: scorer.text_encoder(texts).pooled, batches)
     return {**figures, "items": items, "candidates": 10}
 
@@ -326,7 +327,7 @@ def quality_report(folder: str | Path, size: str = "full", progress: bool = True
              ("t2i", lambda: t2i_quality(model, scorer, n["t2i"], steps=round(25 * k))),
              ("edit_teacher", lambda: edit_teacher_quality(model, n["edit"], steps=round(50 * k), progress=progress)),
              ("video_teacher", lambda: video_teacher_quality(model, scorer, n["video"], steps=round(25 * k))),
-             ("shapeclip", lambda: shapeclip_quality(scorer, n["clip"])),
+             ("shapeclip", lambda: shapeclip_quality(scorer, n["clip"], model.spec.world_config())),
              ("task_classifier", lambda: task_classifier_quality(model.extras["task_classifier"], n["tasks"]))]
     report: dict = {"model": str(folder), "split": "test", "size": size}
     for name, fn in tqdm(parts, desc="quality", disable=not progress):

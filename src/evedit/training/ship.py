@@ -113,6 +113,8 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
 
     ``aligned``: an ``evedit align`` model folder whose alignment LoRA the assembled model takes
     (the shipped model edits with it by default); its run's ``align_summary.json`` joins the card.
+    The model records the ShapeWorld its edit adapter was trained in (the run summary's ``world``,
+    from its store), which evaluation, the report and alignment then render.
     """
     runs = Path(runs)
     kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
@@ -128,7 +130,7 @@ def assemble_shapeworld(runs: str | Path, out: str | Path, aligned: str | Path |
         vae=loaded["vae"], text_encoder=MiniLMTextEncoder.from_pretrained(), unet=loaded["unet"],
         controlnet=loaded["controlnet"], motion_adapter=loaded["motion_adapter"],
         spec=replace(shapeworld_spec(), prompt_routing=_stage_setting(runs, "edit-adapter", "prompt_routing")
-                     or "paper"),
+                     or "paper", world=_summary(runs, "edit-adapter").get("world") or {}),
         schedule=NoiseSchedule(), first_frame=loaded["first_frame"], source_branch=loaded["source_branch"],
     )
     extras = {}

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from ..errors import EveditError
@@ -184,6 +185,23 @@ class EncodedStore(Dataset):
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
+
+
+def latent_coverage(masks: torch.Tensor, grid) -> torch.Tensor:
+    """(B, 1, H, W) pixel masks -> (B, 1, h, w) float: the share of each latent cell (``grid`` = (h, w))
+    they cover, as an image store keeps a frame's objects and the t2i stage's object weighting reads them."""
+    return F.adaptive_avg_pool2d(masks.float(), tuple(grid))
+
+
+def store_world(data) -> dict:
+    """The ShapeWorld settings a stage's store was rendered in (its manifest's ``world``, e.g.
+    ``{"small_px": 20, "large_px": 24}``); ``{}`` (the preset world) for other data or none recorded.
+    ``data`` is the stage's ``data`` section (a dict or an attribute-style config)."""
+    get = data.get if hasattr(data, "get") else lambda key: getattr(data, key, None)
+    folder = Path(get("path") or "")
+    if get("kind") != "store" or not (folder / "store.json").is_file():
+        return {}
+    return dict(read_manifest(folder).get("world") or {})
 
 
 def open_store(data: dict, stage: str, vae=None, text=None) -> EncodedStore:

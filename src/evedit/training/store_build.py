@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from safetensors.torch import save_file
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..errors import EveditError
 from ..models.codec import posterior
-from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, text_hash
+from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, latent_coverage, text_hash
 
 BUILD_STATE = ".build.json"  # the parameters of an unfinished build, to resume only the same one
 
@@ -133,7 +132,7 @@ def encode_shard(kind: str, data: Dataset, start: int, stop: int, vae, text, bat
             fields.setdefault(name, []).append(torch.as_tensor(batch[keys[name]]).to(torch.int32))
         for name in (n for n in lay.masks if keys[n] in batch):  # the source gives this map
             grid = fields[lay.latents[0]][-1].shape[-2:]
-            fields.setdefault(name, []).append(F.adaptive_avg_pool2d(batch[keys[name]].float(), grid).half())
+            fields.setdefault(name, []).append(latent_coverage(batch[keys[name]], grid).half())
         if bar is not None:
             bar.update(len(batch[keys[lay.latents[0]]]))
     tensors = {name: torch.cat(parts) for name, parts in fields.items()}
@@ -201,6 +200,14 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
     return manifest
 
 
+def model_folder_world(folder: Path) -> dict:
+    """The ``spec.world`` of an evedit model folder (``{}``: the preset world, or not a model folder)."""
+    manifest = folder / "evedit_model.json"
+    if not manifest.is_file():
+        return {}
+    return dict((json.loads(manifest.read_text()).get("spec") or {}).get("world") or {})
+
+
 def build_command(kind: str, out: str | Path, *, items: int | None, source: str = "shapeworld",
                   vae: str | Path = "runs/codec/export/vae", frames: int = 8, shard_items: int = 1024,
                   batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None,
@@ -216,6 +223,8 @@ def build_command(kind: str, out: str | Path, *, items: int | None, source: str 
         raise EveditError("--shard-items and --batch-size must be at least 1, --workers at least 0.")
     folder = resolve_vae_folder(vae)
     world = object_sizes(object_px)
+    if source == "shapeworld" and object_px is None:  # --vae MODEL: the world that model was trained on
+        world = model_folder_world(Path(vae))
     data = source_dataset(kind, source, items, frames=frames, tasks=tasks, settings=world)
     label = f"{source} ({', '.join(tasks)})" if tasks else source
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -84,26 +84,25 @@ CRITICS = {
 
 def alignment_data(cfg: FDDConfig, teacher: EVEModel | None = None):
     """The alignment items: ShapeWorld's, its subject edits' (:class:`~evedit.world.groups.SubjectEditDataset`),
-    a JSONL manifest's, or an encoded ``align`` store's (checked against the teacher's codec and text encoder)."""
-    from ...world import AlignmentDataset
+    a JSONL manifest's, or an encoded ``align`` store's (checked against the teacher's codec and text encoder).
+    ShapeWorld items are rendered in the world the teacher was trained on (its ``spec.world``)."""
+    from ...world import AlignmentDataset, WorldConfig
 
     kind = cfg.data.get("kind", "shapeworld")
+    world = getattr(getattr(teacher, "spec", None), "world", None) or {}
+    settings = {**world, "frames": int(cfg.data.get("frames", 8))}
     if kind == "store":
         from ..store import open_store
 
         return open_store(cfg.data, "align", getattr(teacher, "vae", None), getattr(teacher, "text_encoder", None))
     if kind == "shapeworld":
-        from ...world import WorldConfig
-
-        world = WorldConfig(frames=int(cfg.data.get("frames", 8)))
         return AlignmentDataset(split="train", length=int(cfg.data.get("length", 512)),
-                                tasks=tuple(cfg.tasks), config=world)
+                                tasks=tuple(cfg.tasks), config=WorldConfig(**settings))
     if kind == "subject-edits":  # the subject group's items: "replace the X with the sks star"
-        from ...world import WorldConfig
         from ...world.groups import SubjectEditDataset
 
         return SubjectEditDataset(split="train", length=int(cfg.data.get("length", 512)),
-                                  config=WorldConfig(frames=int(cfg.data.get("frames", 8))))
+                                  config=WorldConfig(**settings))
     if kind == "jsonl":
         from .manifest import AlignmentManifest
 

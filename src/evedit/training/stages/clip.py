@@ -60,6 +60,7 @@ class ClipStageConfig:
     whiten_items: int = 200  # train scenes whose captions (both views, all siblings) fit the whitening
     whiten_eps: float = 0.1  # whitening ridge, relative to the mean eigenvalue (0.01 overfits, 1 underfits)
     init_from: str | None = None  # a ShapeCLIP folder to start from (fine-tuning); None: scratch
+    world: dict = field(default_factory=dict)  # ShapeWorld settings (e.g. {small_px: 20}); {}: the preset
 
 
 class PooledTextCache:
@@ -277,8 +278,8 @@ class ClipStage:
     def dataset(self, split: str) -> Dataset:
         c = self.config
         if split == "train":
-            return ShapeCLIPDataset("train", c.train_scenes, c.hard_negatives)
-        return ShapeCLIPDataset(split, max(c.eval_items, c.sample_images), c.eval_negatives)
+            return ShapeCLIPDataset("train", c.train_scenes, c.hard_negatives, WorldConfig(**c.world))
+        return ShapeCLIPDataset(split, max(c.eval_items, c.sample_images), c.eval_negatives, WorldConfig(**c.world))
 
     # ---- loss -------------------------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -47,7 +47,7 @@ from ...models.edit_adapter import (
 from ...models.presets import PROMPT_ROUTINGS, SHAPEWORLD_CONTROLNET
 from ..fdd.config import FDDConfig
 from ..data import WeightedStepSampler
-from ..store import drop_states, open_store
+from ..store import drop_states, open_store, store_world
 from .common import (
     biased_timesteps, check_timestep_bias, drop_texts, grid, load_trainable, load_unet, load_vae, psnr,
     text_encoder, to_uint8, weighted_denoising_loss,
@@ -174,9 +174,10 @@ class EditAdapterStage:
         return mods
 
     def dataset(self, split: str):
-        from ...world import EditTripletDataset
+        from ...world import EditTripletDataset, WorldConfig
 
         kind = self.config.data.get("kind", "shapeworld")
+        self.world = store_world(self.config.data)  # validation renders the store's world
         if kind == "store" and split == "train":
             self.store = open_store(self.config.data, self.name, self.vae, self.text)
             return self.store
@@ -185,7 +186,7 @@ class EditAdapterStage:
 
             return EditTripletFile(self.config.data["path"], size=64, tasks=self.tasks)
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 64)
-        return EditTripletDataset(split=split, length=length)
+        return EditTripletDataset(split=split, length=length, config=WorldConfig(**self.world))
 
     def batch_sampler(self, step: int, rank: int, world: int, accum: int, batch: int):
         """Items drawn by ``task_weights`` (None, the loop's default stream, when there are none).

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import default_collate
 
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps, sdedit_timesteps
@@ -30,7 +29,7 @@ from ...models.codec import decode_images, downsampling, encode_images
 from ...models.presets import SHAPEWORLD_UNET
 from ..config import structured
 from ..data import DataConfig, image_caption_dataset
-from ..store import drop_states, open_store
+from ..store import drop_states, latent_coverage, open_store, store_world
 from .common import drop_texts, grid, load_vae, text_encoder, to_uint8, weighted_denoising_loss
 
 
@@ -87,6 +86,7 @@ class T2IStage:
         return {"unet": self.unet, "vae": self.vae, "text": self.text}
 
     def dataset(self, split: str):
+        self.world = store_world(self.config.data)  # validation renders the store's world
         if self.config.data.kind == "store":
             if split == "train":
                 self.store = open_store({"path": self.config.data.path}, self.name, self.vae, self.text)
@@ -94,7 +94,7 @@ class T2IStage:
                     raise EveditError(f"object_weight needs object masks, and the store '{self.config.data.path}' has "
                                       "none; rebuild it from ShapeWorld with `evedit data build image`.")
                 return self.store
-            return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split)
+            return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split, self.world)
         data = image_caption_dataset(self.config.data, split)
         if not getattr(getattr(data, "dataset", data), "has_captions", True):
             raise EveditError(f"Stage t2i needs captions, but '{self.config.data.path}' has no captions table.")
@@ -110,7 +110,7 @@ class T2IStage:
 
     def diffusion_loss(self, images, captions: list[str], generator, objects=None) -> torch.Tensor:
         x0 = self.encode(images.to(self.unet.device), generator)
-        cells = None if objects is None else F.adaptive_avg_pool2d(objects.float(), x0.shape[-2:])  # as a store keeps them
+        cells = None if objects is None else latent_coverage(objects, x0.shape[-2:])  # as a store keeps them
         return self.latent_loss(x0, self.text(captions).hidden_states, generator, cells)
 
     def latent_loss(self, x0: torch.Tensor, text: torch.Tensor, generator,

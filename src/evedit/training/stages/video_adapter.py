@@ -26,7 +26,7 @@ from ...models.presets import SHAPEWORLD_MOTION
 from ...models.video_adapter import (
     FirstFrameBranch, FirstFrameHook, motion_adapter_of, motion_unet, new_motion_adapter,
 )
-from ..store import drop_states, open_store
+from ..store import drop_states, open_store, store_world
 from .common import drop_texts, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss
 
 
@@ -82,9 +82,10 @@ class VideoAdapterStage:
                 "text": self.text}
 
     def dataset(self, split: str):
-        from ...world import ClipCaptionDataset
+        from ...world import ClipCaptionDataset, WorldConfig
 
         kind = self.config.data.get("kind", "shapeworld")
+        self.world = store_world(self.config.data)  # validation renders the store's world
         if kind == "store" and split == "train":
             self.store = open_store(self.config.data, self.name, self.vae, self.text)
             return self.store
@@ -94,7 +95,7 @@ class VideoAdapterStage:
             return VideoCaptionFolder(self.config.data["path"], self.config.data.get("captions"),
                                       size=64, frames=8)
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 32)
-        return ClipCaptionDataset(split=split, length=length)
+        return ClipCaptionDataset(split=split, length=length, config=WorldConfig(**self.world))
 
     def forward(self, x_t, t, captions: list[str] | torch.Tensor, first: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
