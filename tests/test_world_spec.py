@@ -6,7 +6,8 @@ import yaml
 
 from evedit.cli import main
 from evedit.models import ModelSpec
-from evedit.training.store_build import build_store, model_folder_world, source_dataset
+from evedit.models import folder_spec
+from evedit.training.store_build import build_store, source_dataset
 from evedit.world import WorldConfig
 from test_store import parts, vae  # noqa: F401  (module fixtures)
 
@@ -28,8 +29,8 @@ def test_benchmark_items_and_store_builds_follow_the_model_folders_world(tmp_pat
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "evedit_model.json").write_text(json.dumps({"spec": ModelSpec(world=WORLD).to_dict()}))
-    assert model_world(folder) == WorldConfig(**WORLD) and model_folder_world(folder) == WORLD
-    assert model_world(tmp_path) == WorldConfig() and model_folder_world(tmp_path) == {}
+    assert model_world(folder) == WorldConfig(**WORLD) and folder_spec(folder).world == WORLD
+    assert model_world(tmp_path) == WorldConfig() and folder_spec(tmp_path).world == {}
     item = ShapeWorldBenchmark(per_split=1, config=model_world(folder)).items(1)[0]
     assert item.meta["config"].small_px == 20.0
 

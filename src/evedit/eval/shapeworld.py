@@ -72,12 +72,9 @@ class ShapeWorldBenchmark:
 def model_world(model: str | Path = "shapeworld") -> WorldConfig:
     """The ShapeWorld the model folder (or the shipped model, for "shapeworld") was trained on, as
     its manifest records it (``spec.world``); the preset world for folders without one."""
-    from ..models import MANIFEST, ModelSpec, shipped_shapeworld_folder
+    from ..models import folder_spec, shipped_shapeworld_folder
 
-    folder = shipped_shapeworld_folder() if str(model) == "shapeworld" else Path(model)
-    manifest = folder / MANIFEST
-    spec = json.loads(manifest.read_text()).get("spec", {}) if manifest.is_file() else {}
-    return ModelSpec.from_dict(spec).world_config()
+    return folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model).world_config()
 
 
 def shapeclip_folder(model: str | Path = "shapeworld", shapeclip: str | Path | None = None) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .build import assemble, build_shapeworld, shapeworld_spec
 from .compose import Conditioning, Denoiser, EVEModel
-from .folder import MANIFEST, load_model, refuse_pickles, save_model
+from .folder import MANIFEST, folder_spec, load_model, refuse_pickles, save_model
 from .presets import PRESETS, ModelSpec, SD15Sources
 
 # The trained ShapeWorld parts are committed at <repo>/models/shapeworld.
@@ -40,5 +40,5 @@ def load_pretrained(name_or_path: str | Path = "shapeworld") -> EVEModel:
 __all__ = [
     "Conditioning", "Denoiser", "EVEModel", "ModelSpec", "SD15Sources", "PRESETS", "assemble",
     "build_shapeworld", "shapeworld_spec", "load_model", "save_model", "load_pretrained",
-    "refuse_pickles",
+    "refuse_pickles", "folder_spec",
 ]

@@ -43,6 +43,15 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 REQUIRED_PARTS = ("unet", "vae", "controlnet", "motion_adapter", "first_frame")
 
 
+def folder_spec(folder: str | Path) -> ModelSpec:
+    """The :class:`ModelSpec` a model folder's manifest records (e.g. its ``world``); the default
+    spec for a folder without a manifest (a bare codec folder, say)."""
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return ModelSpec()
+    return ModelSpec.from_dict(json.loads(manifest.read_text()).get("spec") or {})
+
+
 def refuse_pickles(folder: Path) -> None:
     """Raise if ``folder`` (recursively) holds pickle-based weight files."""
     for path in sorted(folder.rglob("*")):

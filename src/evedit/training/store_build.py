@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..errors import EveditError
+from ..models import folder_spec
 from ..models.codec import posterior
 from .store import FORMAT, LAYOUTS, MANIFEST, SOURCE_KEYS, codec_hash, latent_coverage, text_hash
 
@@ -200,14 +201,6 @@ def build_store(kind: str, data: Dataset, vae, text, out: str | Path, *, source:
     return manifest
 
 
-def model_folder_world(folder: Path) -> dict:
-    """The ``spec.world`` of an evedit model folder (``{}``: the preset world, or not a model folder)."""
-    manifest = folder / "evedit_model.json"
-    if not manifest.is_file():
-        return {}
-    return dict((json.loads(manifest.read_text()).get("spec") or {}).get("world") or {})
-
-
 def build_command(kind: str, out: str | Path, *, items: int | None, source: str = "shapeworld",
                   vae: str | Path = "runs/codec/export/vae", frames: int = 8, shard_items: int = 1024,
                   batch_size: int = 64, progress: bool = True, tasks: tuple[str, ...] | None = None,
@@ -224,7 +217,7 @@ def build_command(kind: str, out: str | Path, *, items: int | None, source: str 
     folder = resolve_vae_folder(vae)
     world = object_sizes(object_px)
     if source == "shapeworld" and object_px is None:  # --vae MODEL: the world that model was trained on
-        world = model_folder_world(Path(vae))
+        world = folder_spec(vae).world
     data = source_dataset(kind, source, items, frames=frames, tasks=tasks, settings=world)
     label = f"{source} ({', '.join(tasks)})" if tasks else source
     device = "cuda" if torch.cuda.is_available() else "cpu"
