@@ -52,7 +52,7 @@ def test_a_stage_trained_from_a_store_records_its_world_and_validates_in_it(part
     stage = EditAdapterStage.__new__(EditAdapterStage)  # only its data choice: no parts loaded
     stage.config = type("C", (), {"data": recipe["stage"]["data"], "train_length": 4, "eval_items": 1})()
     val = stage.dataset("val")
-    assert val.config.small_px == 20.0 and stage.world == WORLD
+    assert val.config.small_px == 20.0 and stage.world_settings == WORLD
 
 
 def test_alignment_renders_the_teachers_world():

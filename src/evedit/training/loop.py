@@ -365,7 +365,7 @@ class Trainer(Checkpointing):
             "steps_per_s": steady, "samples_seen": self.samples_seen,
             "num_processes": self.accelerator.num_processes, "num_machines": self.machines,
             "global_batch": self.global_batch(), "final_eval": metrics,
-            **({"world": self.stage.world} if getattr(self.stage, "world", None) else {}),
+            **({"world": self.stage.world_settings} if getattr(self.stage, "world_settings", None) else {}),
         }
 
     def close(self) -> None:

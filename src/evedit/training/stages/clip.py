@@ -277,7 +277,7 @@ class ClipStage:
 
     def dataset(self, split: str) -> Dataset:
         c = self.config
-        self.world = dict(c.world)  # the run summary records it
+        self.world_settings = dict(c.world)  # the run summary records it
         if split == "train":
             return ShapeCLIPDataset("train", c.train_scenes, c.hard_negatives, WorldConfig(**c.world))
         return ShapeCLIPDataset(split, max(c.eval_items, c.sample_images), c.eval_negatives, WorldConfig(**c.world))

@@ -177,7 +177,7 @@ class EditAdapterStage:
         from ...world import EditTripletDataset, WorldConfig
 
         kind = self.config.data.get("kind", "shapeworld")
-        self.world = store_world(self.config.data)  # validation renders the store's world
+        self.world_settings = store_world(self.config.data)  # validation renders the store's world
         if kind == "store" and split == "train":
             self.store = open_store(self.config.data, self.name, self.vae, self.text)
             return self.store
@@ -186,7 +186,7 @@ class EditAdapterStage:
 
             return EditTripletFile(self.config.data["path"], size=64, tasks=self.tasks)
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 64)
-        return EditTripletDataset(split=split, length=length, config=WorldConfig(**self.world))
+        return EditTripletDataset(split=split, length=length, config=WorldConfig(**self.world_settings))
 
     def batch_sampler(self, step: int, rank: int, world: int, accum: int, batch: int):
         """Items drawn by ``task_weights`` (None, the loop's default stream, when there are none).

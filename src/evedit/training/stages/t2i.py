@@ -86,7 +86,7 @@ class T2IStage:
         return {"unet": self.unet, "vae": self.vae, "text": self.text}
 
     def dataset(self, split: str):
-        self.world = store_world(self.config.data)  # validation renders the store's world
+        self.world_settings = store_world(self.config.data)  # validation renders the store's world
         if self.config.data.kind == "store":
             if split == "train":
                 self.store = open_store({"path": self.config.data.path}, self.name, self.vae, self.text)
@@ -94,7 +94,7 @@ class T2IStage:
                     raise EveditError(f"object_weight needs object masks, and the store '{self.config.data.path}' has "
                                       "none; rebuild it from ShapeWorld with `evedit data build image`.")
                 return self.store
-            return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split, self.world)
+            return image_caption_dataset(DataConfig(val_items=self.config.data.val_items), split, self.world_settings)
         data = image_caption_dataset(self.config.data, split)
         if not getattr(getattr(data, "dataset", data), "has_captions", True):
             raise EveditError(f"Stage t2i needs captions, but '{self.config.data.path}' has no captions table.")

@@ -85,7 +85,7 @@ class VideoAdapterStage:
         from ...world import ClipCaptionDataset, WorldConfig
 
         kind = self.config.data.get("kind", "shapeworld")
-        self.world = store_world(self.config.data)  # validation renders the store's world
+        self.world_settings = store_world(self.config.data)  # validation renders the store's world
         if kind == "store" and split == "train":
             self.store = open_store(self.config.data, self.name, self.vae, self.text)
             return self.store
@@ -95,7 +95,7 @@ class VideoAdapterStage:
             return VideoCaptionFolder(self.config.data["path"], self.config.data.get("captions"),
                                       size=64, frames=8)
         length = self.config.train_length if split == "train" else max(self.config.eval_items, 32)
-        return ClipCaptionDataset(split=split, length=length, config=WorldConfig(**self.world))
+        return ClipCaptionDataset(split=split, length=length, config=WorldConfig(**self.world_settings))
 
     def forward(self, x_t, t, captions: list[str] | torch.Tensor, first: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
