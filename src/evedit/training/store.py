@@ -199,7 +199,7 @@ def store_world(data) -> dict:
     ``data`` is the stage's ``data`` section (a dict or an attribute-style config)."""
     get = data.get if hasattr(data, "get") else lambda key: getattr(data, key, None)
     folder = Path(get("path") or "")
-    if get("kind") != "store" or not (folder / "store.json").is_file():
+    if get("kind") != "store" or not (folder / MANIFEST).is_file():
         return {}
     return dict(read_manifest(folder).get("world") or {})
 
