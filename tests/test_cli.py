@@ -56,3 +56,24 @@ def test_demo_writes_comparison(tmp_path, capsys):
     assert str(gif) in out
     frames = read_video(gif).frames
     assert frames.shape[0] == 8 and frames.shape[2] > frames.shape[1]  # side by side
+
+
+def test_demo_renders_the_clip_in_the_models_world(model_dir, tmp_path, capsys):
+    """`evedit demo --model` with a model of the 20 px world shows that world's ground truth."""
+    import shutil
+
+    import numpy as np
+
+    from evedit.world import WorldConfig, make_example
+
+    folder = shutil.copytree(model_dir, tmp_path / "model20")
+    manifest = json.loads((folder / "evedit_model.json").read_text())
+    manifest["spec"]["world"] = {"small_px": 20.0, "large_px": 24.0}
+    (folder / "evedit_model.json").write_text(json.dumps(manifest))
+    code, out, err = run(["demo", "--model", str(folder), "--out", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    frames = read_video(tmp_path / "demo" / "comparison.mp4").frames.astype(float)  # (8, 256, 784, 3)
+    truth_panel = frames[:, 2::4, (64 + 2) * 2 * 4 + 2::4]  # the right panel, back to 64 px
+    errors = {px: np.abs(truth_panel - make_example(7, "color", WorldConfig(**world)).edited_clip).mean()
+              for px, world in ((20, {"small_px": 20.0, "large_px": 24.0}), (14, {}))}
+    assert errors[20] < errors[14]

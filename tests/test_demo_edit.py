@@ -23,7 +23,7 @@ def test_demo_clip_turns_the_circle_red_and_keeps_the_rest():
     from evedit.editing import EditPipeline
 
     info = json.loads(BUNDLED_INFO.read_text())
-    example = make_example(info["seed"], info["task"], WorldConfig(frames=8, size=64))
+    example = make_example(info["seed"], info["task"], WorldConfig(frames=8, size=64, **info.get("world", {})))
     assert info["instruction"] == example.edit.instruction == "make the blue circle red"
     result = EditPipeline.from_pretrained("shapeworld")(str(BUNDLED_CLIP), info["instruction"],
                                                         task="color", progress=False)

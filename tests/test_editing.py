@@ -293,11 +293,31 @@ def test_options_record_is_shared(pipe, clip):
         pipe(clip, INSTRUCTION, options=options, seed=1)
 
 
-def test_bundled_demo_clip_is_the_rendered_example():
-    from evedit.demo import BUNDLED_CLIP, BUNDLED_INFO
+def test_bundled_demo_clip_is_the_rendered_example_in_the_shipped_models_world():
+    from evedit.demo import BUNDLED_CLIP, BUNDLED_INFO, bundled_world, same_world
+    from evedit.models import SHIPPED_SHAPEWORLD, folder_spec
+    from evedit.world import WorldConfig
 
     assert BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file()
-    assert np.array_equal(read_video(BUNDLED_CLIP).frames, make_example(7, "color").clip)
+    world = bundled_world()
+    assert same_world(world, folder_spec(SHIPPED_SHAPEWORLD).world)
+    assert np.array_equal(read_video(BUNDLED_CLIP).frames, make_example(7, "color", WorldConfig(**world)).clip)
+
+
+def test_demo_renders_its_clip_in_the_models_world():
+    """A model of another world than the bundled clip's gets the same seed rendered in its world."""
+    from evedit.demo import BUNDLED_CLIP, _demo_input, bundled_world, same_world
+    from evedit.world import WorldConfig
+
+    own = bundled_world()
+    other = {} if own else {"small_px": 20.0, "large_px": 24.0}
+    assert same_world(own, dict(own)) and not same_world(own, other)
+    source, info, truth = _demo_input(7, "color", own)
+    assert source == str(BUNDLED_CLIP)
+    source, info, truth = _demo_input(7, "color", other)
+    example = make_example(7, "color", WorldConfig(**other))
+    assert np.array_equal(source, example.clip) and np.array_equal(truth, example.edited_clip)
+    assert info["instruction"] == example.edit.instruction
 
 
 @pytest.mark.parametrize("routing", ["paper", "empty", "instruction"])

@@ -24,13 +24,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-world_app = typer.Typer(help="ShapeWorld, the embedded synthetic world with ground-truth edits.",
-                        no_args_is_help=True)
+world_app = typer.Typer(help="ShapeWorld, the embedded synthetic world with ground-truth edits.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 model_app = typer.Typer(help="Model folders: assemble trained parts, inspect.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-data_app = typer.Typer(help="Training data: encode items once into a store the stages read.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Training data: encode items once into a store the stages read.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
@@ -54,13 +52,15 @@ def demo(
     out: Path = typer.Option(Path("outputs/demo"), "--out", "-o", help="Folder for the results."),
     seed: int = typer.Option(7, help="ShapeWorld seed (7: the bundled clip; others are rendered)."),
     task: str = typer.Option("color", help="ShapeWorld edit task to show (color: the bundled clip's)."),
+    model: str = typer.Option("shapeworld", "--model", "-m", help="ShapeWorld model folder or preset "
+                              "(its world renders the clip)."),
 ) -> None:
     """Edit the bundled ShapeWorld clip with the shipped model; say where the edit and comparison are."""
     from .demo import run_demo
     from .editing.command import warnings_as_lines
 
     with warnings_as_lines():
-        written = run_demo(out, seed=seed, task=task)
+        written = run_demo(out, seed=seed, task=task, model=model)
     for label, path in written.items():
         print(f"{label}: {path}")
 

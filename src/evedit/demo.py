@@ -5,6 +5,10 @@ its instruction in ``examples/shapeworld_clip.json``) with the shipped EVE model
 edit and a comparison (input | EVE edit | ground truth, the world's exact rendering of the edit).
 Other ``--seed``/``--task`` values render that ShapeWorld clip on the fly instead. Until trained
 weights are at ``models/shapeworld`` the model is randomly initialised (with a warning).
+
+Clips are rendered in the model's world (``ModelSpec.world``, e.g. its object sizes); the bundled
+clip records the world it was rendered in (``world`` in its json) and is used only for a model of
+that world, so another model's demo renders the same seed in its own world.
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ def side_by_side(*clips: np.ndarray, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
-def _make(seed: int, task: str | None, frames: int, size: int):
+def _make(seed: int, task: str | None, frames: int, size: int, world: dict | None = None):
+    """ShapeWorld example ``seed`` in the world ``world`` (WorldConfig settings; None: the preset's)."""
     from .world import WorldConfig, make_example
 
     if seed < 0:
         raise EveditError(f"The seed must be a non-negative integer, got {seed}.")
     try:
-        config = WorldConfig(size=size, frames=frames)
-    except ValueError as exc:
+        config = WorldConfig(**{**(world or {}), "size": size, "frames": frames})
+    except (TypeError, ValueError) as exc:
         raise EveditError(f"Invalid ShapeWorld settings: {exc}") from exc
     return make_example(seed, task, config)
 
@@ -77,23 +82,40 @@ BUNDLED_CLIP, BUNDLED_INFO = EXAMPLES / "shapeworld_clip.mp4", EXAMPLES / "shape
 BUNDLED_SEED, BUNDLED_TASK = 7, "color"
 
 
-def write_bundled_clip(folder: str | Path = EXAMPLES) -> dict[str, str]:
-    """Render the bundled demo clip (lossless mp4, exact pixels) and its instruction (json)."""
+def write_bundled_clip(folder: str | Path = EXAMPLES, world: dict | None = None) -> dict[str, str]:
+    """Render the bundled demo clip (lossless mp4, exact pixels) in ``world`` (WorldConfig settings,
+    e.g. the shipped model's ``spec.world``) and its instruction and world (json)."""
     folder = Path(folder)
-    example = _make(BUNDLED_SEED, BUNDLED_TASK, 8, 64)
+    example = _make(BUNDLED_SEED, BUNDLED_TASK, 8, 64, world)
     folder.mkdir(parents=True, exist_ok=True)
     info = {"seed": BUNDLED_SEED, "task": example.edit.task, "instruction": example.edit.instruction,
             "output_caption": example.edit.output_caption, "input_caption": example.edit.input_caption,
-            "fps": 8.0, "made_by": "evedit.demo.write_bundled_clip()"}
+            "fps": 8.0, "world": dict(world or {}),
+            "made_by": "evedit.demo.write_bundled_clip(world=...)"}
     clip = write_video(folder / BUNDLED_CLIP.name, example.clip, 8.0, lossless=True)
     return {"clip": str(clip),
             "info": _write_text(folder / BUNDLED_INFO.name, json.dumps(info, indent=2) + "\n")}
 
 
-def _demo_input(seed: int, task: str):
-    """(input: a path or frames, its description, ground-truth frames) for a demo run."""
-    example = _make(seed, task, 8, 64)
-    if (seed, task) == (BUNDLED_SEED, BUNDLED_TASK) and BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file():
+def bundled_world() -> dict:
+    """The world settings the bundled clip was rendered in ({}: the preset world, or no clip)."""
+    if not BUNDLED_INFO.is_file():
+        return {}
+    return json.loads(BUNDLED_INFO.read_text()).get("world") or {}
+
+
+def same_world(a: dict | None, b: dict | None) -> bool:
+    """Whether two sets of WorldConfig settings describe the same world (20 == 20.0)."""
+    from .world import WorldConfig
+
+    return WorldConfig(**(a or {})) == WorldConfig(**(b or {}))
+
+
+def _demo_input(seed: int, task: str, world: dict | None = None):
+    """(input: a path or frames, its description, ground-truth frames) for a demo run in ``world``."""
+    example = _make(seed, task, 8, 64, world)
+    if ((seed, task) == (BUNDLED_SEED, BUNDLED_TASK) and BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file()
+            and same_world(bundled_world(), world)):
         return str(BUNDLED_CLIP), json.loads(BUNDLED_INFO.read_text()), example.edited_clip
     info = {"task": example.edit.task, "instruction": example.edit.instruction,
             "output_caption": example.edit.output_caption}
@@ -105,14 +127,14 @@ def run_demo(out: str | Path, seed: int = BUNDLED_SEED, task: str = BUNDLED_TASK
     """Edit the bundled ShapeWorld clip with the shipped model; return what was written.
 
     The model gets what a user gives: the clip, the instruction and the task label (the example's,
-    as ``--task`` would name it); no caption.
+    as ``--task`` would name it); no caption. The clip is rendered in the model's world.
     """
     from .editing import EditPipeline
 
     out = Path(out)
     _check_out_dir(out)
-    source, info, truth = _demo_input(seed, task)
     pipe = EditPipeline.from_pretrained(model)
+    source, info, truth = _demo_input(seed, task, pipe.model.spec.world)
     result = pipe(source, info["instruction"], task=info["task"], editor=editor, progress=progress)
     panels = side_by_side(result.source_frames, result.frames, truth)
     big = panels.repeat(4, axis=1).repeat(4, axis=2)  # (F, 4H, 4W', 3), nearest: the 64 px world visible

@@ -146,18 +146,20 @@ def bundled_clip() -> Clip:
         raise EveditError(f"The bundled example '{BUNDLED_CLIP}' is missing from this install.")
     info = json.loads(BUNDLED_INFO.read_text())
     video = read_video(BUNDLED_CLIP)
-    truth = _make(BUNDLED_SEED, BUNDLED_TASK, len(video.frames), video.frames.shape[1]).edited_clip
+    truth = _make(BUNDLED_SEED, BUNDLED_TASK, len(video.frames), video.frames.shape[1],
+                  info.get("world")).edited_clip
     return Clip(video.frames, video.fps, "bundled example", truth, info["instruction"], info.get("task"))
 
 
 def world_clip(task: str | None, seed: float | None, fps: float = 8.0) -> Clip:
-    """The ShapeWorld clip of ``seed`` for ``task`` (any task when None), with its ground truth."""
-    from ..demo import _make
+    """The ShapeWorld clip of ``seed`` for ``task`` (any task when None), with its ground truth,
+    rendered in the bundled clip's world (the shipped model's)."""
+    from ..demo import _make, bundled_world
 
     if seed is None or not float(seed).is_integer() or not 0 <= seed < WORLD_SEEDS:
         raise EveditError(f"The ShapeWorld seed must be a whole number from 0 to {WORLD_SEEDS - 1}, got {seed!r}.")
     try:
-        example = _make(int(seed), task or None, 8, 64)
+        example = _make(int(seed), task or None, 8, 64, bundled_world())
     except (ValueError, KeyError) as exc:
         raise EveditError(f"Cannot render ShapeWorld task {task!r} ({exc}).") from exc
     edit = example.edit
