@@ -41,7 +41,7 @@ def window_means(rows: list[dict], split: int) -> dict[str, tuple[float | None, 
     return {t: (mean(t, lambda s: s <= split), mean(t, lambda s: s > split)) for t in TERMS}
 
 
-def line_chart(title: str, series: dict[str, list[tuple[int, float]]], path: Path, w: int = 480, h: int = 240) -> None:
+def line_chart(title: str, series: dict[str, list[tuple[int, float]]], path: Path, w: int = 720, h: int = 240) -> None:
     """One PNG: a line per series of (step, value) points, shared axes, a legend."""
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
