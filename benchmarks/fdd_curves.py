@@ -61,11 +61,12 @@ def line_chart(title: str, series: dict[str, list[tuple[int, float]]], path: Pat
     draw.text((2, bottom - 10), f"{y0:.3g}", fill="black")
     draw.text((left, bottom + 4), str(x0), fill="black")
     draw.text((right - 30, bottom + 4), str(x1), fill="black")
+    step = (right - left) // max(len(series), 1)  # legend: one slot per run
     for i, (label, pts) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         if len(pts) > 1:
             draw.line([xy(*p) for p in pts], fill=colour, width=2)
-        draw.text((left + 8 + 90 * i, bottom + 14), label, fill=colour)
+        draw.text((left + 8 + step * i, bottom + 14), label, fill=colour)
     img.save(path)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from evedit.cli import main
+from evedit.errors import EveditError
 from evedit.losses import hinge_d_loss, hinge_g_loss, sds_loss, sds_weight
 from evedit.models.lora import lora_parameters
 from evedit.training.fdd import ABLATIONS, FDDConfig, align
@@ -221,6 +222,26 @@ def test_empty_routing_aligns_on_the_empty_caption(teacher, routing):
     assert torch.allclose(ab.caption_pooled, empty.pooled) == (routing == "empty")
     assert not torch.allclose(ab.instruction, empty.hidden_states)
 
+
+
+def test_video_teacher_can_read_the_output_caption_while_the_student_reads_the_empty_one(teacher):
+    """``video_teacher_caption: output``: under the empty routing the video teacher's condition
+    carries each item's output caption; the student's and the edit teacher's stay empty."""
+    from torch.utils.data import default_collate
+
+    from evedit.training.fdd.teachers import encode_batch
+    from evedit.world import AlignmentDataset
+
+    teacher.spec = replace(teacher.spec, prompt_routing="empty")
+    items = [AlignmentDataset("val", 2, config=None)[i] for i in (0, 1)]
+    ab = encode_batch(teacher, default_collate(items), "output")
+    empty, output = teacher.text_encoder(["", ""]), teacher.text_encoder([i["output_caption"] for i in items])
+    assert torch.allclose(ab.student_cond().caption, empty.hidden_states)
+    assert torch.allclose(ab.edit_cond().caption, empty.hidden_states)
+    assert torch.allclose(ab.video_cond().caption, output.hidden_states)
+    assert torch.allclose(encode_batch(teacher, default_collate(items)).video_cond().caption, empty.hidden_states)
+    with pytest.raises(EveditError, match="video_teacher_caption"):
+        FDDConfig(**{**TINY, "video_teacher_caption": "input"}).effective()
 
 def test_teacher_weights_weigh_each_teachers_terms(teacher, tmp_path):
     import json

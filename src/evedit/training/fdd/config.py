@@ -48,6 +48,10 @@ class FDDConfig:
     edit_text_scale: float = 2.0  # edit teacher's ip2p text guidance: 2.0 beat ip2p's habitual 3.0 by
     #   0.3 dB on validation edits (benchmarks/results/guidance_sweep.md, image 1.5 kept)
     video_scale: float = 2.0  # video teacher's caption CFG
+    video_teacher_caption: str = "routing"  # what the video teacher reads (its SDS and real clips): "routing",
+    #   the student's caption (with prompt_routing "empty", the empty text); "output", each item's output
+    #   caption (training only, as the paper's alignment data carries captions; the student still reads
+    #   its routing's). Measured: benchmarks/results/obj20_benchmark.md
     # --- a style or subject LoRA group (EVE's "Additional Adapter Combinations"; evedit.models.token_lora) ---
     token_lora: str | None = None  # a style-lora or subject-lora export (or model part) to attach; its teacher
     #   needs one unless the model folder holds one. The student then runs it beside the LoRA.
@@ -109,6 +113,8 @@ class FDDConfig:
                               "holds one style or subject LoRA.")
         if self.token_teacher_caption not in ("trigger", "output"):
             raise EveditError(f"token_teacher_caption must be 'trigger' or 'output', got {self.token_teacher_caption!r}.")
+        if self.video_teacher_caption not in ("routing", "output"):
+            raise EveditError(f"video_teacher_caption must be 'routing' or 'output', got {self.video_teacher_caption!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

@@ -122,7 +122,7 @@ class FDDStage:
 
     def prepare_batch(self, batch: dict, step: int) -> dict:
         indices = [int(i) for i in batch["index"]]
-        ab = encode_batch(self.state.teacher, batch)
+        ab = encode_batch(self.state.teacher, batch, self.cfg.video_teacher_caption)
         if self.cfg.token_teacher_caption == "output" and self.cfg.token_teacher_kind is not None:
             ab = with_teacher_caption(self.state.teacher, ab, batch)
         ab = self.bank.fill(ab, indices, step, with_reals=critic_phase(self.state, step))

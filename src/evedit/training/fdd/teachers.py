@@ -42,6 +42,7 @@ class AlignBatch:
     token_pooled: torch.Tensor | None = None  # (B, Dp)
     token_real: torch.Tensor | None = None  # (B, C, F, h, w) the style/subject teacher's frames
     token_teacher: torch.Tensor | None = None  # (B, L, D) that teacher's caption, when not token_caption
+    video_caption: torch.Tensor | None = None  # (B, L, D) the video teacher's caption, when not caption
     source_feats: list | None = None  # D_e's features of the clean input frames (cached)
 
     def edit_cond(self) -> Conditioning:
@@ -49,7 +50,8 @@ class AlignBatch:
                             task=self.task)
 
     def video_cond(self) -> Conditioning:
-        return Conditioning(caption=self.caption, first_frame=self.first_frame)
+        caption = self.caption if self.video_caption is None else self.video_caption
+        return Conditioning(caption=caption, first_frame=self.first_frame)
 
     def token_cond(self) -> Conditioning:
         return Conditioning(caption=self.token_caption if self.token_teacher is None else self.token_teacher)
@@ -60,11 +62,26 @@ class AlignBatch:
                             task=self.task, first_frame=self.first_frame, token_caption=self.token_caption)
 
 
-def encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
+def encode_batch(model: EVEModel, batch: dict, video_caption: str = "routing") -> AlignBatch:
     """Encode clips and texts of a collated alignment batch (no teacher calls yet).
 
     A batch from an ``align`` store is encoded already: its latents and text states are used as
-    they are (the null text comes from the model's encoder, cached after its first use)."""
+    they are (the null text comes from the model's encoder, cached after its first use).
+    ``video_caption="output"``: the video teacher reads each item's output caption
+    (``FDDConfig.video_teacher_caption``)."""
+    ab = _encode_batch(model, batch)
+    if video_caption != "output":
+        return ab
+    if "source" in batch:
+        if "caption_states" not in batch:
+            raise EveditError("video_teacher_caption 'output' needs the output captions: this align store "
+                              "holds none (prompt_routing 'instruction'); align from ShapeWorld or a manifest.")
+        return replace(ab, video_caption=batch["caption_states"].to(ab.caption))
+    with torch.no_grad():
+        return replace(ab, video_caption=model.text_encoder(list(batch["output_caption"])).hidden_states.to(ab.caption))
+
+
+def _encode_batch(model: EVEModel, batch: dict) -> AlignBatch:
     device = model.unet.device
     routing = model.spec.prompt_routing
     if "source" in batch:
