@@ -134,9 +134,10 @@ def with_teacher_caption(model: EVEModel, ab: AlignBatch, batch: dict) -> AlignB
 
 def _empty_caption(model: EVEModel, ab: AlignBatch) -> AlignBatch:
     """``prompt_routing="empty"``: the student, both teachers and the critics' text see the empty
-    caption, as the edit does from an instruction alone (decided: the video teacher, trained with
-    10% of captions dropped, follows the first frame; giving it the output caption would align the
-    student to a text it never gets at inference)."""
+    caption, as the edit does from an instruction alone (the video teacher, trained with 10% of
+    captions dropped, follows the first frame). ``FDDConfig.video_teacher_caption: output`` gives
+    the video teacher the output caption instead, the student keeping the empty one: with the empty
+    caption its SDS term alone drifts off the edit (benchmarks/results/obj20_benchmark.md)."""
     with torch.no_grad():
         empty = model.text_encoder([""] * ab.caption.shape[0])
     return replace(ab, caption=empty.hidden_states.to(ab.caption), caption_pooled=empty.pooled.to(ab.caption_pooled))
