@@ -114,9 +114,10 @@ def same_world(a: dict | None, b: dict | None) -> bool:
 def _demo_input(seed: int, task: str, world: dict | None = None):
     """(input: a path or frames, its description, ground-truth frames) for a demo run in ``world``."""
     example = _make(seed, task, 8, 64, world)
-    if ((seed, task) == (BUNDLED_SEED, BUNDLED_TASK) and BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file()
-            and same_world(bundled_world(), world)):
-        return str(BUNDLED_CLIP), json.loads(BUNDLED_INFO.read_text()), example.edited_clip
+    if (seed, task) == (BUNDLED_SEED, BUNDLED_TASK) and BUNDLED_CLIP.is_file() and BUNDLED_INFO.is_file():
+        bundled = json.loads(BUNDLED_INFO.read_text())
+        if same_world(bundled.get("world"), world):
+            return str(BUNDLED_CLIP), bundled, example.edited_clip
     info = {"task": example.edit.task, "instruction": example.edit.instruction,
             "output_caption": example.edit.output_caption}
     return example.clip, info, example.edited_clip
