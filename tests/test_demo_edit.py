@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "ShapeWorld 0.4.0 misses this target (measured 2026-12-04): the circle turns red (the colour "
+    "ShapeWorld 0.4.2 misses this target (measured 2026-12-05; 0.4.0 and 0.4.1 alike): the circle turns red (the colour "
     "check passes; 0.3.0's turned crimson), but the frame outside it scores 20.0 dB against the "
     "ground truth (0.3.0: 19.7): EVE washes out the striped background after the first frames. The "
     "codec is no longer the ceiling (the exact edit through 0.4.0's codec keeps 28.7 dB there, "

@@ -2,6 +2,7 @@
 and its one-sentence errors. Tiny random ShapeWorld models (zero-init branches perturbed)."""
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -166,6 +167,7 @@ def test_long_instruction_is_truncated_with_a_warning(pipe, clip):
     (dict(max_frames=0), "--max-frames"), (dict(editor="magic"), "Unknown editor"),
     (dict(guidance=0.5), "--guidance"), (dict(window=64), "temporal layers cover"),
     (dict(caption="  "), "caption is empty"), (dict(fit="zoom"), "--fit"),
+    (dict(lora_scale=-0.5), "--lora-scale"), (dict(lora_scale=float("nan")), "--lora-scale"),
 ])
 def test_api_rejects_absurd_options(pipe, clip, kwargs, fragment):
     with pytest.raises(EveditError, match=fragment):
@@ -218,6 +220,10 @@ def _bad_model(model_dir: Path, tmp: Path, kind: str) -> Path:
     if kind == "partial":
         for weights in (folder / "vae").glob("*.safetensors"):
             weights.unlink()
+    elif kind == "scale":
+        manifest = json.loads((folder / "evedit_model.json").read_text())
+        manifest["spec"]["lora_scale"] = -1
+        (folder / "evedit_model.json").write_text(json.dumps(manifest))
     else:
         (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     return folder
@@ -243,6 +249,7 @@ BAD = {
     "negative overlap": (dict(extra=["--overlap", "-1"]), "--overlap"),
     "overlap >= window": (dict(extra=["--window", "4", "--overlap", "4"]), "smaller than --window"),
     "stride 0": (dict(extra=["--stride", "0"]), "--stride"),
+    "lora scale 5": (dict(extra=["--lora-scale", "5"]), "--lora-scale"),
     "max-frames 0": (dict(extra=["--max-frames", "0"]), "--max-frames"),
     "unknown editor": (dict(extra=["--editor", "magic"]), "Unknown editor"),
     "unknown device": (dict(extra=["--device", "tpu"]), "Unknown device"),
@@ -252,6 +259,7 @@ BAD = {
     "missing model": (dict(model="no_such_model"), "neither a model folder nor a preset"),
     "partial model": (dict(model="partial"), "is incomplete"),
     "pickle weights": (dict(model="pickle"), "Refusing to load pickle"),
+    "bad lora scale in manifest": (dict(model="scale"), "sets lora_scale to -1"),
 }
 
 
@@ -268,7 +276,7 @@ def test_cli_bad_input_is_one_sentence_and_leaves_nothing(case, clip, model_dir,
     write_video(tmp_path / "frames_in", clip[:2], 8.0)
     os.symlink(tmp_path / "in.mp4", tmp_path / "link.mp4")
     model = spec.get("model")
-    model = _bad_model(model_dir, tmp_path, model) if model in ("partial", "pickle") else (model or model_dir)
+    model = _bad_model(model_dir, tmp_path, model) if model in ("partial", "pickle", "scale") else (model or model_dir)
     source = tmp_path / spec.get("input", "in.mp4")
     before = {p.name: digest(p) for p in tmp_path.iterdir()}
     output = str(tmp_path / spec.get("output", "out.mp4"))
@@ -291,6 +299,35 @@ def test_options_record_is_shared(pipe, clip):
     assert np.array_equal(a.frames, b.frames) and a.options.steps == 3 and a.options.window == 8
     with pytest.raises(EveditError, match="not both"):
         pipe(clip, INSTRUCTION, options=options, seed=1)
+
+
+def test_lora_scale_interpolates_the_alignment_lora_and_defaults_to_the_models(pipe, clip):
+    """0 is the student without its LoRA (the frames of peft's adapters disabled), 1 the LoRA as
+    trained; the scale is restored after an edit, the model's spec gives the default, and the
+    editors without the LoRA ignore it."""
+    from dataclasses import replace
+
+    from evedit.models.lora import lora_disabled, lora_layers
+
+    short = clip[:3]
+    full = pipe(short, INSTRUCTION, **FAST).frames
+    off = pipe(short, INSTRUCTION, lora_scale=0.0, **FAST).frames
+    half = pipe(short, INSTRUCTION, lora_scale=0.5, **FAST)
+    assert half.options.lora_scale == 0.5
+    assert not np.array_equal(full, off) and not np.array_equal(half.frames, off) and not np.array_equal(half.frames, full)
+    with lora_disabled(pipe.model.motion_unet):
+        assert np.array_equal(pipe(short, INSTRUCTION, **FAST).frames, off)
+    assert all(layer.scaling["align"] == layer.lora_alpha["align"] / layer.r["align"]
+               for layer in lora_layers(pipe.model.motion_unet))
+    spec = pipe.model.spec
+    pipe.model.spec = replace(spec, lora_scale=0.5)
+    try:
+        again = pipe(short, INSTRUCTION, **FAST)
+    finally:
+        pipe.model.spec = spec
+    assert again.options.lora_scale == 0.5 and np.array_equal(again.frames, half.frames)
+    pnp = [pipe(short, INSTRUCTION, editor="pnp", steps=2, lora_scale=s, **FAST).frames for s in (0.0, 1.0)]
+    assert np.array_equal(*pnp)
 
 
 def test_bundled_demo_clip_is_the_rendered_example_in_the_shipped_models_world():

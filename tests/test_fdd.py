@@ -127,9 +127,14 @@ def test_term_gradient_norms_reach_the_log(teacher, tmp_path):
 
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
 def test_each_ablation_runs(teacher, tmp_path, ablation):
+    """Each ablation exports a model; its LoRA, trained at strength 1, is saved with lora_scale 1
+    even when the aligned model edits at another."""
+    import json
+
+    teacher.spec = replace(teacher.spec, lora_scale=0.25)
     folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,
                    progress=False)
-    assert (folder / "evedit_model.json").is_file()
+    assert json.loads((folder / "evedit_model.json").read_text())["spec"]["lora_scale"] == 1.0
 
 
 def test_align_cli_smoke_and_errors(tmp_path, capsys, monkeypatch):

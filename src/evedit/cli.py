@@ -52,8 +52,7 @@ def demo(
     out: Path = typer.Option(Path("outputs/demo"), "--out", "-o", help="Folder for the results."),
     seed: int = typer.Option(7, help="ShapeWorld seed (7: the bundled clip; others are rendered)."),
     task: str = typer.Option("color", help="ShapeWorld edit task to show (color: the bundled clip's)."),
-    model: str = typer.Option("shapeworld", "--model", "-m", help="ShapeWorld model folder or preset "
-                              "(its world renders the clip)."),
+    model: str = typer.Option("shapeworld", "--model", "-m", help="ShapeWorld model folder or preset (its world renders the clip)."),
 ) -> None:
     """Edit the bundled ShapeWorld clip with the shipped model; say where the edit and comparison are."""
     from .demo import run_demo
@@ -83,6 +82,7 @@ def edit_command(
     window: Optional[int] = typer.Option(None, "--window", help="Frames per window (default: the model's, 8)."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Frames shared by consecutive windows (default 1)."),
     first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 4; the alignment used 10, no better measured)."),
+    lora_scale: Optional[float] = typer.Option(None, "--lora-scale", help="EVE: strength of the alignment LoRA, 0 (unaligned student) to 4 (default: the model's lora_scale, 1 unless its manifest sets another)."),
     fit: str = typer.Option("crop", "--fit", help="crop: edit the centre square; stretch: the whole frame, squashed."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Also write input and output side by side (.gif or .mp4)."),
     start: Optional[str] = typer.Option(None, "--start", help="Edit from here: seconds (1.5 or 1.5s) or a 0-based frame number (12f)."),
@@ -111,8 +111,8 @@ def edit_command(
     check_edit_mode(input, instruction, output, jobs, out_dir, compare)
     values = dict(editor=editor, steps=steps, guidance=guidance, seed=seed, task=task, caption=caption,
                   max_frames=max_frames, stride=stride, window=window, overlap=overlap,
-                  first_frame_steps=first_frame_steps, fit=fit, start=start, end=end, keep_rest=keep_rest,
-                  mask=mask, audio=not no_audio)
+                  first_frame_steps=first_frame_steps, lora_scale=lora_scale, fit=fit, start=start, end=end,
+                  keep_rest=keep_rest, mask=mask, audio=not no_audio)
     try:
         previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread (called from a program): leave signals alone
@@ -135,9 +135,7 @@ def ui_command(
     port: int = typer.Option(7860, "--port", "-p", min=1, max=65535, help="Port to serve on."),
 ) -> None:
     """Serve the web app (Gradio): upload a clip or pick an example, type an instruction, press Edit.
-
-    Uploads and outputs live in one temporary folder, deleted when the app stops (Ctrl-C).
-    """
+    Uploads and outputs live in one temporary folder, deleted when the app stops (Ctrl-C)."""
     import signal
 
     from .ui import launch
@@ -158,8 +156,7 @@ def ui_command(
 @world_app.command("render")
 def world_render(
     seed: int = typer.Option(..., "--seed", "-s", help="Scene seed (same seed, same clip)."),
-    task: Optional[str] = typer.Option(None, "--task", "-t",
-                                       help="Edit task name (see `evedit world tasks`); default: drawn from the seed."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Edit task name (see `evedit world tasks`); default: drawn from the seed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     frames: int = typer.Option(8, min=1, max=256, help="Frames per clip."),
     size: int = typer.Option(64, min=16, max=1024, help="Frame size in pixels."),

@@ -20,6 +20,10 @@ Defaults the paper leaves open, decided here:
   (``benchmarks/results/edit.md``). Ask for more with ``--first-frame-steps``.
 - ``window``: the model's training window (``spec.num_frames``, 8 for EVE); ``overlap`` 1: each
   window starts on the previous window's last edited frame, which conditions the video adapter.
+- ``lora_scale``: the strength of EVE's alignment LoRA (its low-rank update times the scale; 0
+  is the unaligned student). EVE has none; the default is the model's (``ModelSpec.lora_scale``,
+  1 unless the model chose another on the ShapeWorld val split, ``benchmarks/lora_scale.py``).
+  Only the ``eve`` editor uses the LoRA, so the others ignore it.
 - ``seed`` 0: every run is seeded, so the same command gives the same frames.
 """
 
@@ -39,6 +43,7 @@ FITS = ("crop", "stretch")
 AUTO_TASK_THRESHOLD = 0.5  # `evedit edit --task auto` refuses a classifier choice less likely than this
 MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
 MAX_GUIDANCE = 100.0
+MAX_LORA_SCALE = 4.0
 SDEDIT_STRENGTH = 0.75  # the paper's SDEdit baseline noise strength
 
 # The alignment's values (FDDConfig: k, edit_text_scale, video_scale, edit_image_scale,
@@ -68,6 +73,7 @@ class EditOptions:
     window: int | None = None
     overlap: int | None = None
     first_frame_steps: int | None = None
+    lora_scale: float | None = None  # EVE's alignment LoRA strength (None: the model's)
     fit: str = "crop"
     min_task_probability: float = 0.0  # task "auto": refuse a classifier choice below this
 
@@ -92,6 +98,11 @@ class EditOptions:
                 raise EveditError(
                     f"--guidance must be a number from 1 (no guidance) to {MAX_GUIDANCE:g}, got {g!r}."
                 )
+        if self.lora_scale is not None:
+            s = self.lora_scale
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= MAX_LORA_SCALE:
+                raise EveditError(f"--lora-scale must be a number from 0 (no alignment LoRA) to "
+                                  f"{MAX_LORA_SCALE:g}, got {s!r}.")
         p = self.min_task_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise EveditError(f"The minimum task probability must be from 0 to 1, got {p!r}.")
@@ -103,11 +114,12 @@ class EditOptions:
             check_text(self.caption, "caption", "give a description of the edited video or leave it out")
         return replace(self, editor=editor, task=self.task.strip())
 
-    def resolved(self, model_window: int, max_window: int) -> "EditOptions":
-        """Fill the model-dependent defaults: steps, guidance, window and overlap.
+    def resolved(self, model_window: int, max_window: int, lora_scale: float = 1.0) -> "EditOptions":
+        """Fill the model-dependent defaults: steps, guidance, window, overlap and LoRA scale.
 
         ``model_window``: the window the video adapter was trained on; ``max_window``: the most
-        frames its temporal position embeddings cover (a longer window cannot run)."""
+        frames its temporal position embeddings cover (a longer window cannot run);
+        ``lora_scale``: the model's alignment-LoRA strength (``ModelSpec.lora_scale``)."""
         window = self.window if self.window is not None else min(model_window, max_window)
         if window > max_window:
             raise EveditError(
@@ -123,6 +135,7 @@ class EditOptions:
             steps=self.steps or DEFAULT_STEPS[self.editor],
             guidance=self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.editor],
             first_frame_steps=self.first_frame_steps or FIRST_FRAME_STEPS,
+            lora_scale=float(self.lora_scale if self.lora_scale is not None else lora_scale),
         )
 
 

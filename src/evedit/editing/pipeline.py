@@ -120,7 +120,8 @@ class EditPipeline:
             options = options or EditOptions(**kwargs)
         except TypeError as exc:
             raise EveditError(f"Unknown edit option ({exc}).") from exc
-        return options.checked().resolved(self.model.spec.num_frames, self.max_window)
+        spec = self.model.spec
+        return options.checked().resolved(spec.num_frames, self.max_window, spec.lora_scale)
 
     def stream(self, frames: Iterable[np.ndarray], instruction: str, opts: EditOptions, *,
                progress: bool = True, total: int | None = None, mask=None) -> "EditStream":

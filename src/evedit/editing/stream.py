@@ -30,6 +30,7 @@ import torch
 from ..errors import EveditError
 from ..models import Conditioning, EVEModel
 from ..models.codec import encode_video
+from ..models.lora import lora_scaled
 from .conditioning import CODEC_CHUNK, decode_latents
 from .editors import NOISE_CLIP, NOISE_FIRST_FRAME, Window, edit_first_frame, frame_noise
 from .frames import Fit, to_uint8
@@ -207,7 +208,8 @@ class StreamEdit:
         region = store.stack(store.regions, frames) if store.regions else None
         window = Window(cond=self.cond.replace(source=store.stack(store.source, frames), first_frame=first),
                         null=self.null, noise=noise, latents=latents, known=known, region=region)
-        return self.editor.run(self.model, window, self.opts.steps, self.opts.guidance, self.step)
+        with lora_scaled(self.model.motion_unet, self.opts.lora_scale):  # only the student has it on
+            return self.editor.run(self.model, window, self.opts.steps, self.opts.guidance, self.step)
 
     def _decode(self, store: FrameStore, out: dict, start: int, stop: int):
         clock = time.perf_counter()

@@ -146,6 +146,9 @@ def read_manifest(folder: Path) -> dict:
         raise EveditError(f"The manifest '{path}' is not valid JSON ({exc.msg}).") from exc
     if manifest.get("format") != FORMAT:
         raise EveditError(f"The manifest '{path}' is not an {FORMAT} manifest.")
+    scale = manifest.get("spec", {}).get("lora_scale", 1.0)  # ModelSpec.lora_scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 4:
+        raise EveditError(f"The manifest '{path}' sets lora_scale to {scale!r}; it must be a number from 0 to 4.")
     for part in REQUIRED_PARTS:
         sub = folder / manifest.get("parts", {}).get(part, part)
         if not (sub / "config.json").is_file() or not any(sub.glob("*.safetensors")):

@@ -84,6 +84,24 @@ def lora_disabled(unet: nn.Module):
             p.requires_grad_(flag)
 
 
+@contextmanager
+def lora_scaled(unet: nn.Module, scale: float, adapter: str = ADAPTER_NAME):
+    """Run ``unet`` with ``adapter``'s LoRA at strength ``scale`` (its output times ``scale``;
+    peft's ``LoraLayer.set_scale``, the same knob as diffusers' LoRA scale); 1 restores it after.
+    0 gives the model without that LoRA, values between interpolate its low-rank update."""
+    layers = [layer for layer in lora_layers(unet) if adapter in layer.scaling]
+    if scale == 1.0 or not layers:
+        yield
+        return
+    for layer in layers:
+        layer.set_scale(adapter, scale)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.set_scale(adapter, 1.0)
+
+
 def lora_adapters(unet: nn.Module) -> list[str]:
     """Names of the LoRA adapters in ``unet``, in the order they were added."""
     names: list[str] = []

@@ -104,6 +104,10 @@ class ModelSpec:
     # adapter <- instruction (the edit needs no caption; see PROMPT_ROUTINGS)
     tasks: tuple[str, ...] = ()  # task-label vocabulary of the edit adapter (empty: none)
     lora_rank: int = 8  # EVE gives none; 8 is ample for the tiny ShapeWorld backbone
+    # Strength of the alignment LoRA when the student edits (0: the unaligned student, 1: as trained);
+    # the default of `evedit edit --lora-scale`. EVE has no such knob; chosen per model on the
+    # ShapeWorld val split (benchmarks/lora_scale.py), never on the benchmark's test/heldout clips.
+    lora_scale: float = 1.0
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
     # ShapeWorld settings the parts were trained on that differ from the preset world, as
     # WorldConfig fields (e.g. {"small_px": 20, "large_px": 24}); {}: the preset world. Evaluation,

@@ -57,11 +57,12 @@ def make_handlers(sessions: Sessions, models: Models):
     """The page's event functions, bound to this app's sessions and models."""
 
     def edit(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance, seed,
-             random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model,
+             random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model, lora_scale=None,
              request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         """The /edit API: the page's inputs in :data:`EDIT_FIELDS` order; outputs as the page shows them."""
         req = EditRequest(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance,
-                          seed, random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model)
+                          seed, random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model,
+                          lora_scale)
         req.world_task = None if req.world_task in (None, ANY_TASK) else req.world_task
         req.compare_editor = None if req.compare_editor in (None, NO_COMPARE) else req.compare_editor
         session = _session(request)
@@ -157,6 +158,7 @@ def _input_column(model: str) -> dict:
             c["compare_editor"] = gr.Dropdown([NO_COMPARE, *EDITORS], value=NO_COMPARE,
                                               label="Compare editors: also run")
             c["model"] = gr.Textbox(model, label="Model folder or preset")
+            c["lora_scale"] = gr.Number(None, label="EVE LoRA strength (empty: the model's)")
     with gr.Row():
         c["edit"] = gr.Button("Edit", variant="primary", elem_id="edit-button")
         c["cancel"] = gr.Button("Cancel", variant="stop")

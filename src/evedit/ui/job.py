@@ -48,6 +48,7 @@ class EditRequest:
     overlap: float | None = None
     compare_editor: str | None = None
     model: str = "shapeworld"
+    lora_scale: float | None = None  # EVE's alignment-LoRA strength; None: the model's
 
 
 @dataclass
@@ -79,7 +80,7 @@ def edit_options(req: EditRequest, editor: str, seed: int, caption: str | None, 
         editor=editor, steps=whole(req.steps, "Steps") or None, guidance=guidance, seed=seed,
         task=task, caption=caption, max_frames=whole(req.max_frames, "Max frames") or None,
         stride=whole(req.stride, "Stride", 1), window=whole(req.window, "Window") or None,
-        overlap=whole(req.overlap, "Overlap"),
+        overlap=whole(req.overlap, "Overlap"), lora_scale=None if req.lora_scale in (None, "") else req.lora_scale,
     ).checked()
 
 

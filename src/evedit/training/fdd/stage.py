@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -147,7 +148,14 @@ class FDDStage:
         return [] if self._last is None else [write_samples(self.state, *self._last, out_dir, step)]
 
     def export(self, folder: Path) -> None:
-        save_model(self.state.student, folder)
+        """The aligned model; its LoRA was trained at strength 1, so its ``lora_scale`` is 1 whatever
+        the aligned folder's was (``benchmarks/lora_scale.py`` chooses another on the val split)."""
+        student, spec = self.state.student, self.state.student.spec
+        student.spec = replace(spec, lora_scale=1.0)
+        try:
+            save_model(student, folder)
+        finally:
+            student.spec = spec
 
     def after_export(self, out: Path, summary: dict) -> None:
         """``<out>/align_summary.json``, which the model card and the recipe timings read."""
