@@ -328,3 +328,10 @@ def test_edit_defaults_match_the_alignment_config():
     assert (options.FDD_K, options.FDD_EDIT_TEXT_SCALE, options.FDD_VIDEO_SCALE, options.FDD_EDIT_IMAGE_SCALE,
             options.FDD_REAL_STEPS) == (fdd.k, fdd.edit_text_scale, fdd.video_scale, fdd.edit_image_scale,
                                         fdd.real_steps)
+
+
+def test_edit_options_bound_the_lora_scale_as_model_folders_do():
+    from evedit.editing import options
+    from evedit.models.presets import MAX_LORA_SCALE
+
+    assert options.MAX_LORA_SCALE == MAX_LORA_SCALE

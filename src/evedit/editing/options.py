@@ -43,7 +43,7 @@ FITS = ("crop", "stretch")
 AUTO_TASK_THRESHOLD = 0.5  # `evedit edit --task auto` refuses a classifier choice less likely than this
 MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
 MAX_GUIDANCE = 100.0
-MAX_LORA_SCALE = 4.0
+MAX_LORA_SCALE = 4.0  # models.presets.MAX_LORA_SCALE, written out: options import no torch (a test checks)
 SDEDIT_STRENGTH = 0.75  # the paper's SDEdit baseline noise strength
 
 # The alignment's values (FDDConfig: k, edit_text_scale, video_scale, edit_image_scale,

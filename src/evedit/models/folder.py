@@ -34,7 +34,7 @@ from .codec import codec_class
 from .compose import EVEModel
 from .edit_adapter import SourceBranch
 from .lora import LORA_FILE, load_lora, lora_rank_of, save_lora
-from .presets import ModelSpec
+from .presets import MAX_LORA_SCALE, ModelSpec
 from .video_adapter import FirstFrameBranch, motion_adapter_of
 
 MANIFEST = "evedit_model.json"
@@ -147,8 +147,9 @@ def read_manifest(folder: Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise EveditError(f"The manifest '{path}' is not an {FORMAT} manifest.")
     scale = manifest.get("spec", {}).get("lora_scale", 1.0)  # ModelSpec.lora_scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 4:
-        raise EveditError(f"The manifest '{path}' sets lora_scale to {scale!r}; it must be a number from 0 to 4.")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= MAX_LORA_SCALE:
+        raise EveditError(f"The manifest '{path}' sets lora_scale to {scale!r}; it must be a number from 0 to "
+                          f"{MAX_LORA_SCALE:g}.")
     for part in REQUIRED_PARTS:
         sub = folder / manifest.get("parts", {}).get(part, part)
         if not (sub / "config.json").is_file() or not any(sub.glob("*.safetensors")):

@@ -88,6 +88,7 @@ class SD15Sources:
 
 
 PRESETS = ("shapeworld", "sd15")
+MAX_LORA_SCALE = 4.0  # the largest ModelSpec.lora_scale / --lora-scale accepted
 PROMPT_ROUTINGS = ("paper", "instruction", "empty")  # what the backbone's text is (ModelSpec.prompt_routing)
 
 
