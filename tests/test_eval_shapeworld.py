@@ -206,3 +206,7 @@ def test_real_pipeline_editor_on_one_item(tmp_path, scorer, items, monkeypatch):
     assert record["editor"] == "eve" and record["edit_s"] > 0
     assert doc["editors"]["eve"]["metrics"]["psnr"] is not None
     assert (tmp_path / "videos/eve" / item.key / "00007.png").is_file()
+    from evedit.models import folder_spec, shipped_shapeworld_folder
+
+    settings = json.loads((tmp_path / "run.json").read_text())  # EVE's figures depend on the strength
+    assert settings["eve_lora_scale"] == folder_spec(shipped_shapeworld_folder()).lora_scale
