@@ -57,19 +57,13 @@ def _mean_psnr(records: Path, editor: str) -> float:
 
 
 def _write_scale(folder: Path, scale: float) -> None:
-    import json
-    import os
-
-    from evedit.atomic import temp_sibling
+    from evedit.eval.report import write_json
     from evedit.models.folder import MANIFEST, read_manifest
 
     manifest = read_manifest(folder)
     manifest["spec"]["lora_scale"] = scale
-    tmp = temp_sibling(folder / MANIFEST, ".json")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, folder / MANIFEST)
+    write_json(folder / MANIFEST, manifest)  # atomic
     print(f"wrote lora_scale {scale:g} into {folder / MANIFEST}")
-
 
 if __name__ == "__main__":
     main()
