@@ -41,19 +41,11 @@ def main() -> None:
         editors["pnp"] = PipelineEditor("pnp", args.model, steps=20)
     doc = evaluate(opts, items, editors, load_scorer(opts))
     print(print_summary(doc))
-    psnr = {s: _mean_psnr(args.out / "items.jsonl", f"eve-s{s:g}") for s in scales}
+    psnr = {s: doc["editors"][f"eve-s{s:g}"]["metrics"]["psnr"] for s in scales}
     best = max(scales, key=lambda s: (round(psnr[s], 2), s))
     print("val PSNR by scale: " + ", ".join(f"{s:g}: {v:.2f}" for s, v in psnr.items()) + f"; chosen: {best:g}")
     if args.write:
         _write_scale(Path(args.model), best)
-
-
-def _mean_psnr(records: Path, editor: str) -> float:
-    import json
-
-    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
-    values = [r["psnr"] for r in rows if r.get("editor") == editor and r.get("psnr") is not None]
-    return sum(values) / len(values)
 
 
 def _write_scale(folder: Path, scale: float) -> None:
