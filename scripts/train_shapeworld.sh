@@ -53,9 +53,10 @@ if [ ! -f "$RUNS/align/align_summary.json" ]; then
   "$EVEDIT" align --config configs/align.yaml --model "$RUNS/teachers" --out "$RUNS/align" $resume
 fi
 "$EVEDIT" model assemble --runs "$RUNS" --aligned "$RUNS/align/model" --out models/shapeworld
-# The LoRA's default strength, chosen on the val split (benchmarks/results/lora_scale.md; ~12 min;
-# started afresh: its records belong to the model just assembled)
+# The LoRA's default strength, chosen on the val split with the student guided as the teachers
+# (benchmarks/results/lora_scale.md, guide_distill.md; ~15 min; started afresh: its records belong
+# to the model just assembled); --write records both in the manifest
 rm -rf "$RUNS/eval/lora-scale-val"
 "$(dirname "$EVEDIT")/python" benchmarks/lora_scale.py --model models/shapeworld --scales 0,0.25,0.5,0.75,1 \
-  --limit 56 --out "$RUNS/eval/lora-scale-val" --write
+  --guidance 2 --limit 56 --out "$RUNS/eval/lora-scale-val" --write
 "$EVEDIT" model report --model models/shapeworld

@@ -332,6 +332,7 @@ def test_edit_defaults_match_the_alignment_config():
 
 def test_edit_options_bound_the_lora_scale_as_model_folders_do():
     from evedit.editing import options
-    from evedit.models.presets import MAX_LORA_SCALE
+    from evedit.models.presets import MAX_GUIDANCE, MAX_LORA_SCALE
 
     assert options.MAX_LORA_SCALE == MAX_LORA_SCALE
+    assert options.MAX_GUIDANCE == MAX_GUIDANCE

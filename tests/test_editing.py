@@ -104,6 +104,26 @@ def test_seeded_runs_repeat_and_seeds_differ(pipe, clip):
     assert not np.array_equal(a.frames, guided.frames)  # guidance > 1 applies CFG to EVE
 
 
+def test_guided_eve_is_plug_and_play_without_its_lora_and_the_model_sets_its_guidance(pipe, clip):
+    """EVE with ``guidance`` > 1 runs ip2p dual guidance as plug-and-play does: with the LoRA at 0
+    both give the same frames; the model's ``student_guidance`` is EVE's default guidance."""
+    from dataclasses import replace
+
+    short = clip[:3]
+    eve = pipe(short, INSTRUCTION, lora_scale=0.0, guidance=2.0, steps=2, **FAST).frames
+    pnp = pipe(short, INSTRUCTION, editor="pnp", guidance=2.0, steps=2, **FAST).frames
+    assert np.array_equal(eve, pnp)
+    assert pipe(short, INSTRUCTION, **FAST).options.guidance == pipe.model.spec.student_guidance == 1.0
+    spec = pipe.model.spec
+    pipe.model.spec = replace(spec, student_guidance=2.0)
+    try:
+        by_model = pipe(short, INSTRUCTION, lora_scale=0.0, steps=2, **FAST)
+        assert pipe(short, INSTRUCTION, editor="pnp", steps=2, **FAST).options.guidance == 2.0  # the teachers' scale
+    finally:
+        pipe.model.spec = spec
+    assert by_model.options.guidance == 2.0 and np.array_equal(by_model.frames, eve)
+
+
 def test_stride_and_max_frames(pipe, clip):
     result = pipe(clip, INSTRUCTION, stride=3, fps=9.0, **FAST)
     assert result.frames.shape[0] == 3 and result.fps == pytest.approx(3.0)
@@ -220,9 +240,9 @@ def _bad_model(model_dir: Path, tmp: Path, kind: str) -> Path:
     if kind == "partial":
         for weights in (folder / "vae").glob("*.safetensors"):
             weights.unlink()
-    elif kind == "scale":
+    elif kind in ("scale", "guidance"):
         manifest = json.loads((folder / "evedit_model.json").read_text())
-        manifest["spec"]["lora_scale"] = -1
+        manifest["spec"]["lora_scale" if kind == "scale" else "student_guidance"] = -1 if kind == "scale" else 0.5
         (folder / "evedit_model.json").write_text(json.dumps(manifest))
     else:
         (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
@@ -260,6 +280,7 @@ BAD = {
     "partial model": (dict(model="partial"), "is incomplete"),
     "pickle weights": (dict(model="pickle"), "Refusing to load pickle"),
     "bad lora scale in manifest": (dict(model="scale"), "sets lora_scale to -1"),
+    "bad student guidance in manifest": (dict(model="guidance"), "sets student_guidance to 0.5"),
 }
 
 
@@ -276,7 +297,7 @@ def test_cli_bad_input_is_one_sentence_and_leaves_nothing(case, clip, model_dir,
     write_video(tmp_path / "frames_in", clip[:2], 8.0)
     os.symlink(tmp_path / "in.mp4", tmp_path / "link.mp4")
     model = spec.get("model")
-    model = _bad_model(model_dir, tmp_path, model) if model in ("partial", "pickle", "scale") else (model or model_dir)
+    model = _bad_model(model_dir, tmp_path, model) if model in ("partial", "pickle", "scale", "guidance") else (model or model_dir)
     source = tmp_path / spec.get("input", "in.mp4")
     before = {p.name: digest(p) for p in tmp_path.iterdir()}
     output = str(tmp_path / spec.get("output", "out.mp4"))

@@ -209,4 +209,5 @@ def test_real_pipeline_editor_on_one_item(tmp_path, scorer, items, monkeypatch):
     from evedit.models import folder_spec, shipped_shapeworld_folder
 
     settings = json.loads((tmp_path / "run.json").read_text())  # EVE's figures depend on the strength
-    assert settings["eve_lora_scale"] == folder_spec(shipped_shapeworld_folder()).lora_scale
+    spec = folder_spec(shipped_shapeworld_folder())
+    assert (settings["eve_lora_scale"], settings["eve_guidance"]) == (spec.lora_scale, spec.student_guidance)

@@ -127,14 +127,15 @@ def test_term_gradient_norms_reach_the_log(teacher, tmp_path):
 
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
 def test_each_ablation_runs(teacher, tmp_path, ablation):
-    """Each ablation exports a model; its LoRA, trained at strength 1, is saved with lora_scale 1
-    even when the aligned model edits at another."""
+    """Each ablation exports a model as trained: the LoRA at strength 1, the student unguided, even
+    when the aligned model edits otherwise."""
     import json
 
-    teacher.spec = replace(teacher.spec, lora_scale=0.25)
+    teacher.spec = replace(teacher.spec, lora_scale=0.25, student_guidance=2.0)
     folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,
                    progress=False)
-    assert json.loads((folder / "evedit_model.json").read_text())["spec"]["lora_scale"] == 1.0
+    spec = json.loads((folder / "evedit_model.json").read_text())["spec"]
+    assert (spec["lora_scale"], spec["student_guidance"]) == (1.0, 1.0)
 
 
 def test_align_cli_smoke_and_errors(tmp_path, capsys, monkeypatch):
@@ -306,3 +307,24 @@ def test_every_teacher_kind_has_its_terms_and_its_critic():
     from evedit.training.fdd.run import CRITICS
 
     assert set(TEACHER_KINDS) == set(TEACHER_TERMS) == set(CRITICS)
+
+
+def test_guidance_distillation_term_is_weighed_and_vanishes_without_guidance(teacher, tmp_path):
+    """``guide_distill``: the student's rollout against the guided plug-and-play rollout from the
+    same noise and timesteps. At the first step the LoRA is zero, so without guidance (scales 1)
+    the two rollouts are the same computation and the term is 0; with the teachers' guidance it is not."""
+    import json
+
+    def first_line(out, **kw):
+        cfg = FDDConfig(**{**TINY, "guide_distill": 3.0, **kw}, out=str(tmp_path / out))
+        align(cfg, teacher=teacher, progress=False)
+        return json.loads((tmp_path / out / "metrics.jsonl").read_text().splitlines()[0])
+
+    plain = first_line("plain", edit_image_scale=1.0, edit_text_scale=1.0)
+    assert plain["guide"] == pytest.approx(0.0, abs=1e-12)
+    guided = first_line("guided")
+    assert guided["guide"] > 1e-6
+    want = 2.5 * (0.5 * guided["sds_edit"] + 0.5 * guided["sds_video"]) + 3.0 * guided["guide"]
+    assert guided["g_total"] == pytest.approx(want, rel=1e-5)
+    off = first_line("off", guide_distill=0.0)
+    assert "guide" not in off and off["sds_edit"] == pytest.approx(guided["sds_edit"], rel=1e-6)

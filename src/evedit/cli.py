@@ -73,7 +73,7 @@ def edit_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or preset (default: the shipped ShapeWorld model)."),
     editor: str = typer.Option("eve", "--editor", "-e", help="eve, plug-and-play, per-frame or sdedit."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (EVE: k, default 3; teachers: DDIM, default 50)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Text guidance scale (EVE: none by default, >1 applies CFG)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Text guidance scale (EVE: the model's student_guidance by default, 1 = none)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed; the same seed gives the same frames."),
     task: str = typer.Option("auto", "--task", "-t", help="Edit task label, or auto (the model's task classifier)."),
     caption: Optional[str] = typer.Option(None, "--caption", help="Caption of the edited video for the backbone (default: none; the model edits from the instruction alone)."),

@@ -4,8 +4,10 @@ All four run inside the same pipeline (same decoding, fitting, first-frame edit,
 so their comparisons are like for like:
 
 - ``eve``: the aligned student (both adapters + LoRA), k DDIM steps from pure noise at trailing
-  timesteps (the first is T-1, as in training); no guidance unless ``guidance > 1`` (CFG on the
-  prompts), since FDD distils the guided teachers into it.
+  timesteps (the first is T-1, as in training); with ``guidance > 1`` ip2p dual guidance (image
+  1.5, text ``guidance``), as plug-and-play is guided (the model's ``student_guidance`` by default:
+  FDD was meant to distil the guided teachers into the unguided student, and on ShapeWorld it does
+  not: ``benchmarks/results/guide_distill.md``).
 - ``plug-and-play``: both adapters without the LoRA (EVE's "w/o alignment"), DDIM with ip2p dual
   guidance (image 1.5, text ``guidance``): it holds the edit adapter, so it is guided like the edit
   teacher. A model with a style or subject LoRA runs it too (every adapter attached, none aligned).
@@ -102,7 +104,9 @@ def eve(model: EVEModel, w: Window, steps: int, guidance: float, progress: Progr
     student = model.denoiser("student")
 
     def fn(x, t):
-        return text_guided(student, x, t, w.cond, w.null, guidance)  # scale 1: one plain call
+        if guidance == 1.0:
+            return student(x, t, w.cond)
+        return edit_teacher_guided(student, x, t, w.cond, w.null, IMAGE_GUIDANCE, guidance)
 
     return _sample(model, fn, w, ddim_timesteps(steps, model.schedule.num_train_timesteps), progress)
 

@@ -8,10 +8,11 @@ Defaults the paper leaves open, decided here:
 - ``steps``: EVE samples the student with k = 3 DDIM steps (the k it was distilled with);
   the teacher editors take 50 DDIM steps (the usual DDIM budget, and the "50 steps" the
   speed claim compares against).
-- ``guidance``: none for EVE (it is distilled; >1 applies classifier-free guidance on the
-  prompts); the teachers use the scales the student was distilled against
-  (:class:`~evedit.training.fdd.config.FDDConfig`: ip2p text 2.0 with image 1.5, video CFG 2.0),
-  so editors compare like for like.
+- ``guidance``: for EVE the model's ``student_guidance`` (1, none, unless the model chose
+  another on the ShapeWorld val split; 2.0 for the shipped model); >1 applies ip2p dual guidance
+  (image 1.5, text ``guidance``) to the student, as plug-and-play is guided. The teachers use
+  the scales the student was distilled against (:class:`~evedit.training.fdd.config.FDDConfig`:
+  ip2p text 2.0 with image 1.5, video CFG 2.0), so editors compare like for like.
 - ``first_frame_steps``: 4 DDIM steps for the edit teacher's first-frame edit. The alignment
   made the student's first-frame conditions with 10 (``real_steps``); measured on the shipped
   0.3.0 model (2026-12-03, 33 test clips, 3 of each non-vision task), EVE's clips score 19.491 dB
@@ -42,7 +43,7 @@ ALIASES = {"pnp": "plug-and-play", "plug_and_play": "plug-and-play", "per_frame"
 FITS = ("crop", "stretch")
 AUTO_TASK_THRESHOLD = 0.5  # `evedit edit --task auto` refuses a classifier choice less likely than this
 MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
-MAX_GUIDANCE = 100.0
+MAX_GUIDANCE = 100.0  # models.presets.MAX_GUIDANCE, written out (see MAX_LORA_SCALE)
 MAX_LORA_SCALE = 4.0  # models.presets.MAX_LORA_SCALE, written out: options import no torch (a test checks)
 SDEDIT_STRENGTH = 0.75  # the paper's SDEdit baseline noise strength
 
@@ -114,12 +115,14 @@ class EditOptions:
             check_text(self.caption, "caption", "give a description of the edited video or leave it out")
         return replace(self, editor=editor, task=self.task.strip())
 
-    def resolved(self, model_window: int, max_window: int, lora_scale: float = 1.0) -> "EditOptions":
+    def resolved(self, model_window: int, max_window: int, lora_scale: float = 1.0,
+                 student_guidance: float = 1.0) -> "EditOptions":
         """Fill the model-dependent defaults: steps, guidance, window, overlap and LoRA scale.
 
         ``model_window``: the window the video adapter was trained on; ``max_window``: the most
         frames its temporal position embeddings cover (a longer window cannot run);
-        ``lora_scale``: the model's alignment-LoRA strength (``ModelSpec.lora_scale``)."""
+        ``lora_scale``: the model's alignment-LoRA strength (``ModelSpec.lora_scale``);
+        ``student_guidance``: EVE's default guidance (``ModelSpec.student_guidance``)."""
         window = self.window if self.window is not None else min(model_window, max_window)
         if window > max_window:
             raise EveditError(
@@ -133,7 +136,8 @@ class EditOptions:
         return replace(
             self, window=window, overlap=overlap,
             steps=self.steps or DEFAULT_STEPS[self.editor],
-            guidance=self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.editor],
+            guidance=self.guidance if self.guidance is not None else (
+                float(student_guidance) if self.editor == "eve" else DEFAULT_GUIDANCE[self.editor]),
             first_frame_steps=self.first_frame_steps or FIRST_FRAME_STEPS,
             lora_scale=float(self.lora_scale if self.lora_scale is not None else lora_scale),
         )

@@ -121,7 +121,8 @@ class EditPipeline:
         except TypeError as exc:
             raise EveditError(f"Unknown edit option ({exc}).") from exc
         spec = self.model.spec
-        return options.checked().resolved(spec.num_frames, self.max_window, spec.lora_scale)
+        return options.checked().resolved(spec.num_frames, self.max_window, spec.lora_scale,
+                                          spec.student_guidance)
 
     def stream(self, frames: Iterable[np.ndarray], instruction: str, opts: EditOptions, *,
                progress: bool = True, total: int | None = None, mask=None) -> "EditStream":

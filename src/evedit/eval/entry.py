@@ -116,7 +116,7 @@ def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], s
                 **({"baseline_steps": opts.baseline_steps,
                     "caption": "output caption given" if opts.with_caption else "instruction alone"}
                    if not opts.outputs else {"outputs": {name: str(e.root) for name, e in editors.items()}}),
-                **({"eve_lora_scale": eve_lora_scale(opts.model)} if "eve" in editors and not opts.outputs else {}),
+                **(eve_defaults(opts.model) if "eve" in editors and not opts.outputs else {}),
                 **opts.extra_settings}
     check_settings(out, settings)
     sample_keys = [it.key for it in items[: opts.samples]]
@@ -134,12 +134,14 @@ def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], s
     return doc
 
 
-def eve_lora_scale(model: str | Path) -> float:
-    """The strength EVE applies its alignment LoRA at by default (the folder's ``spec.lora_scale``):
-    recorded with the run, since EVE's figures depend on it and a resumed run must not mix two."""
+def eve_defaults(model: str | Path) -> dict[str, float]:
+    """The strength EVE applies its alignment LoRA at and its guidance by default (the folder's
+    ``spec.lora_scale`` and ``spec.student_guidance``): recorded with the run, since EVE's figures
+    depend on them and a resumed run must not mix two."""
     from ..models import folder_spec, shipped_shapeworld_folder
 
-    return folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model).lora_scale
+    spec = folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
+    return {"eve_lora_scale": spec.lora_scale, "eve_guidance": spec.student_guidance}
 
 
 def _output_of(name: str, editor, item: Item, kept: dict, out: Path) -> np.ndarray | None:

@@ -34,7 +34,7 @@ from .codec import codec_class
 from .compose import EVEModel
 from .edit_adapter import SourceBranch
 from .lora import LORA_FILE, load_lora, lora_rank_of, save_lora
-from .presets import MAX_LORA_SCALE, ModelSpec
+from .presets import MAX_GUIDANCE, MAX_LORA_SCALE, ModelSpec
 from .video_adapter import FirstFrameBranch, motion_adapter_of
 
 MANIFEST = "evedit_model.json"
@@ -150,6 +150,10 @@ def read_manifest(folder: Path) -> dict:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= MAX_LORA_SCALE:
         raise EveditError(f"The manifest '{path}' sets lora_scale to {scale!r}; it must be a number from 0 to "
                           f"{MAX_LORA_SCALE:g}.")
+    guidance = manifest.get("spec", {}).get("student_guidance", 1.0)  # ModelSpec.student_guidance
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 1 <= guidance <= MAX_GUIDANCE:
+        raise EveditError(f"The manifest '{path}' sets student_guidance to {guidance!r}; it must be a number from "
+                          f"1 (no guidance) to {MAX_GUIDANCE:g}.")
     for part in REQUIRED_PARTS:
         sub = folder / manifest.get("parts", {}).get(part, part)
         if not (sub / "config.json").is_file() or not any(sub.glob("*.safetensors")):

@@ -44,6 +44,9 @@ class FDDConfig:
     sds_weighting: str = "sigma"  # c(t); see evedit.losses.sds
     sds_t_min: float = 0.02  # SDS timestep range as fractions of T (DreamFusion's U(0.02, 0.98))
     sds_t_max: float = 0.98
+    guide_distill: float = 0.0  # weight of the guidance-distillation term (not in the paper; 0: off):
+    #   the student's rollout against the guided plug-and-play rollout from the same noise
+    #   (evedit.training.fdd.loss.guide_term; benchmarks/results/guide_distill.md)
     edit_image_scale: float = 1.5  # edit teacher's ip2p image guidance (SDS and reals)
     edit_text_scale: float = 2.0  # edit teacher's ip2p text guidance: 2.0 beat ip2p's habitual 3.0 by
     #   0.3 dB on validation edits (benchmarks/results/guidance_sweep.md, image 1.5 kept)
