@@ -328,3 +328,14 @@ def test_guidance_distillation_term_is_weighed_and_vanishes_without_guidance(tea
     assert guided["g_total"] == pytest.approx(want, rel=1e-5)
     off = first_line("off", guide_distill=0.0)
     assert "guide" not in off and off["sds_edit"] == pytest.approx(guided["sds_edit"], rel=1e-6)
+
+
+def test_a_lora_rank_other_than_the_folders_is_refused(teacher):
+    """A folder's alignment LoRA is reset or continued at its own rank: asking for another is one
+    sentence, not a run at the folder's rank."""
+    from evedit.training.fdd.run import build_state
+
+    teacher.add_alignment_lora(8)
+    with pytest.raises(EveditError, match="lora_rank is 32 but the model folder's alignment LoRA has rank 8"):
+        build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 32}), teacher)
+    assert build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 8}), teacher).g_params

@@ -52,6 +52,8 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
         _attach_token_lora(cfg, student, teacher.token_lora.folder)
     if cfg.lora_init not in ("fresh", "continue"):
         raise EveditError(f"lora_init must be 'fresh' or 'continue', got {cfg.lora_init!r}.")
+    if student.has_lora:
+        _check_rank(cfg, student)
     if student.has_lora and cfg.lora_init == "fresh":
         from ...models.lora import reset_alignment_lora
 
@@ -65,6 +67,17 @@ def build_state(cfg: FDDConfig, teacher: EVEModel | None = None) -> FDDState:
         critics = {name: CRITICS[name](features, teacher, cfg.disc_dim) for name in cfg.teachers}
     heads = [p for critic in critics.values() for p in critic.head_parameters()]
     return FDDState(cfg, teacher, student, critics, params + extra, heads, torch.Generator())
+
+
+def _check_rank(cfg: FDDConfig, student: EVEModel) -> None:
+    """A folder's alignment LoRA is re-initialised or continued in place, at its own rank."""
+    from ...models.lora import ADAPTER_NAME, lora_layers
+
+    rank = next(layer.r[ADAPTER_NAME] for layer in lora_layers(student.motion_unet) if ADAPTER_NAME in layer.r)
+    if rank != cfg.lora_rank:
+        raise EveditError(f"lora_rank is {cfg.lora_rank} but the model folder's alignment LoRA has rank {rank}, "
+                          f"which lora_init '{cfg.lora_init}' keeps: set lora_rank {rank}, or align a folder "
+                          "without an alignment LoRA.")
 
 
 def _attach_token_lora(cfg: FDDConfig, model: EVEModel, folder=None) -> None:
