@@ -116,7 +116,7 @@ class EditOptions:
         return replace(self, editor=editor, task=self.task.strip())
 
     def resolved(self, model_window: int, max_window: int, lora_scale: float = 1.0,
-                 student_guidance: float = 1.0) -> "EditOptions":
+                 student_guidance: float = DEFAULT_GUIDANCE["eve"]) -> "EditOptions":
         """Fill the model-dependent defaults: steps, guidance, window, overlap and LoRA scale.
 
         ``model_window``: the window the video adapter was trained on; ``max_window``: the most
@@ -136,8 +136,8 @@ class EditOptions:
         return replace(
             self, window=window, overlap=overlap,
             steps=self.steps or DEFAULT_STEPS[self.editor],
-            guidance=self.guidance if self.guidance is not None else (
-                float(student_guidance) if self.editor == "eve" else DEFAULT_GUIDANCE[self.editor]),
+            guidance=self.guidance if self.guidance is not None else float(
+                {**DEFAULT_GUIDANCE, "eve": student_guidance}[self.editor]),  # EVE's is the model's
             first_frame_steps=self.first_frame_steps or FIRST_FRAME_STEPS,
             lora_scale=float(self.lora_scale if self.lora_scale is not None else lora_scale),
         )
