@@ -50,7 +50,8 @@ wait "$edit_pid"
 store align 128 "$RUNS/teachers"   # the teachers' own (fp16) codec: a store is tied to its codec
 if [ ! -f "$RUNS/align/align_summary.json" ]; then
   resume=""; compgen -G "$RUNS/align/checkpoints/step_*" > /dev/null && resume="--resume"
-  "$EVEDIT" align --config configs/align.yaml --model "$RUNS/teachers" --out "$RUNS/align" $resume
+  # SDS terms alone on the guided student: what ships (benchmarks/results/guided_fdd.md)
+  "$EVEDIT" align --config configs/align.yaml --ablation no-adv --model "$RUNS/teachers" --out "$RUNS/align" $resume
 fi
 "$EVEDIT" model assemble --runs "$RUNS" --aligned "$RUNS/align/model" --out models/shapeworld
 # The LoRA's default strength, chosen on the val split with the student guided as the teachers

@@ -339,3 +339,24 @@ def test_a_lora_rank_other_than_the_folders_is_refused(teacher):
     with pytest.raises(EveditError, match="lora_rank is 32 but the model folder's alignment LoRA has rank 8"):
         build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 32}), teacher)
     assert build_state(FDDConfig(**{**TINY, "steps_adv": 0, "lora_rank": 8}), teacher).g_params
+
+
+def test_a_guided_student_rolls_out_as_guided_plug_and_play_and_is_exported_guided(teacher, tmp_path):
+    """``student_guidance``: the rollout is ip2p dual guided (image ``edit_image_scale``, text
+    ``student_guidance``). With the LoRA at zero it is then the same computation as the guidance
+    term's target (plug-and-play guided at the teachers' scales), so that term is 0 where the unguided
+    student's is not; the export samples EVE at the scale it trained with."""
+    import json
+
+    from evedit.models import load_model
+
+    def run(out, **kw):
+        cfg = FDDConfig(**{**TINY, "guide_distill": 1.0, "steps_adv": 0, **kw}, out=str(tmp_path / out))
+        align(cfg, teacher=teacher, progress=False)
+        return json.loads((tmp_path / out / "metrics.jsonl").read_text().splitlines()[0])
+
+    assert run("plain")["guide"] > 1e-6
+    assert run("guided", student_guidance=2.0)["guide"] == pytest.approx(0.0, abs=1e-12)
+    assert load_model(str(tmp_path / "guided" / "model")).spec.student_guidance == 2.0
+    with pytest.raises(EveditError, match="student_guidance must be a number from 1"):
+        FDDConfig(**{**TINY, "student_guidance": 0.5}).effective()

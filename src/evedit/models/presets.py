@@ -113,7 +113,8 @@ class ModelSpec:
     # The student's inference guidance (the default of `evedit edit --guidance` for EVE): ip2p dual
     # guidance with this text scale and the edit teacher's image scale 1.5, as plug-and-play is
     # guided; 1: unguided. The paper states no inference guidance; chosen per model on the val split
-    # (benchmarks/results/guide_distill.md: 2.0 for 0.4.3, +0.31 dB over unguided).
+    # (benchmarks/results/guide_distill.md: 2.0 since 0.4.3, +0.31 dB over unguided). An alignment
+    # with FDDConfig.student_guidance trains the LoRA for that student and records its scale here.
     student_guidance: float = 1.0
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
     # ShapeWorld settings the parts were trained on that differ from the preset world, as

@@ -35,6 +35,9 @@ class FDDConfig:
     timesteps: str = "kbin"  # "kbin" (paper) or "fixed" (the w/o K-Bin ablation)
     kbin_first: str = "max"  # first step at T-1 (pure noise at zero terminal SNR) or "random" in bin 1
     grad_checkpointing: bool = False  # recompute each rollout step in backward to save memory
+    student_guidance: float = 1.0  # text scale of the student's rollout, ip2p dual guided with
+    #   edit_image_scale when > 1 (not in the paper: its student is unguided); the exported model
+    #   samples EVE at it (spec.student_guidance). benchmarks/results/guided_fdd.md
     # --- SDS ---
     # Each frozen teacher by name, with the weight of its terms (its SDS and adversarial losses and
     # its critic's): EVE's alpha (edit) and beta (video), 0.5 each. Every teacher brings its own
@@ -118,6 +121,8 @@ class FDDConfig:
             raise EveditError(f"token_teacher_caption must be 'trigger' or 'output', got {self.token_teacher_caption!r}.")
         if self.video_teacher_caption not in ("routing", "output"):
             raise EveditError(f"video_teacher_caption must be 'routing' or 'output', got {self.video_teacher_caption!r}.")
+        if not 1.0 <= float(self.student_guidance) <= 100.0:  # ModelSpec.student_guidance's range
+            raise EveditError(f"student_guidance must be a number from 1 (unguided) to 100, got {self.student_guidance!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

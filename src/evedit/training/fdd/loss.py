@@ -55,10 +55,17 @@ def rollout_timesteps(cfg: FDDConfig, generator: torch.Generator, T: int = 1000)
 
 
 def student_rollout(state: FDDState, ab: AlignBatch, timesteps: list[int], noise: torch.Tensor) -> torch.Tensor:
-    """The student edits the clip from pure ``noise`` in k DDIM steps, keeping the graph of all steps."""
-    student, cond = state.student.denoiser("student"), ab.student_cond()
-    fn = (lambda x, t: checkpoint(student, x, t, cond, use_reentrant=False)) \
-        if state.cfg.grad_checkpointing else (lambda x, t: student(x, t, cond))
+    """The student edits the clip from pure ``noise`` in k DDIM steps, keeping the graph of all steps.
+
+    With ``student_guidance`` > 1 each step is ip2p dual guided (image ``edit_image_scale``, text
+    ``student_guidance``), as the ``eve`` editor samples a model whose ``spec.student_guidance`` is
+    that value: the LoRA then trains for the student it will run in (this project's choice; the paper's
+    student is unguided, which ``student_guidance`` 1 keeps)."""
+    student, cond, c = state.student.denoiser("student"), ab.student_cond(), state.cfg
+    call = student if c.student_guidance == 1.0 else (lambda x, t, cond: edit_teacher_guided(
+        student, x, t, cond, ab.null, c.edit_image_scale, c.student_guidance))
+    fn = (lambda x, t: checkpoint(call, x, t, cond, use_reentrant=False)) \
+        if c.grad_checkpointing else (lambda x, t: call(x, t, cond))
     return ddim_sample(fn, noise, timesteps, state.student.schedule)
 
 

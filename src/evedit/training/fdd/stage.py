@@ -148,11 +148,11 @@ class FDDStage:
         return [] if self._last is None else [write_samples(self.state, *self._last, out_dir, step)]
 
     def export(self, folder: Path) -> None:
-        """The aligned model as trained: its LoRA at strength 1 and the student unguided (``lora_scale``
-        and ``student_guidance`` 1) whatever the aligned folder's were (``benchmarks/lora_scale.py``
-        chooses others on the val split)."""
+        """The aligned model as trained: its LoRA at strength 1 and the student guided as in the rollout
+        (``lora_scale`` 1, ``student_guidance`` the config's) whatever the aligned folder's were
+        (``benchmarks/lora_scale.py`` chooses others on the val split)."""
         student, spec = self.state.student, self.state.student.spec
-        student.spec = replace(spec, lora_scale=1.0, student_guidance=1.0)
+        student.spec = replace(spec, lora_scale=1.0, student_guidance=self.cfg.student_guidance)
         try:
             save_model(student, folder)
         finally:
