@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...errors import EveditError
+from ...models.presets import MAX_GUIDANCE
 
 ABLATIONS = ("none", "no-sds", "no-adv", "no-kbin", "random-init")
 TEACHER_KINDS = ("edit", "video", "style", "subject")  # the teachers FDD can score with (evedit.training.fdd.loss.TEACHER_TERMS)
@@ -121,8 +122,9 @@ class FDDConfig:
             raise EveditError(f"token_teacher_caption must be 'trigger' or 'output', got {self.token_teacher_caption!r}.")
         if self.video_teacher_caption not in ("routing", "output"):
             raise EveditError(f"video_teacher_caption must be 'routing' or 'output', got {self.video_teacher_caption!r}.")
-        if not 1.0 <= float(self.student_guidance) <= 100.0:  # ModelSpec.student_guidance's range
-            raise EveditError(f"student_guidance must be a number from 1 (unguided) to 100, got {self.student_guidance!r}.")
+        if not 1.0 <= float(self.student_guidance) <= MAX_GUIDANCE:  # ModelSpec.student_guidance's range
+            raise EveditError(f"student_guidance must be a number from 1 (unguided) to {MAX_GUIDANCE:g}, "
+                              f"got {self.student_guidance!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps
