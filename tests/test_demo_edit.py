@@ -1,4 +1,9 @@
-"""The shipped ShapeWorld model edits the demo clip from the instruction alone (no caption)."""
+"""The shipped ShapeWorld model edits the demo clip from the instruction alone (no caption).
+
+Passes from 0.4.5 (2026-12-06; an expected failure before): the colour task edits the region the
+edit adapter finds (``spec.region_tasks``, ``evedit.editing.auto_region``). Measured: the circle's
+mean colour red, 26.0 dB outside it against the ground truth (0.4.4, whole frames: 22.5).
+"""
 
 import json
 
@@ -12,13 +17,6 @@ from evedit.world import WorldConfig, edit_footprint, make_example, visible_mask
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ShapeWorld 0.4.4 misses this target (measured 2026-12-06): the circle turns red (the colour "
-    "check passes; 0.3.0's turned crimson), but the frame outside it scores 22.5 dB against the "
-    "ground truth (0.4.3: 21.5; 0.4.2, unguided: 20.0; 0.3.0: 19.7): the stripes stay pale and the square smears. The "
-    "codec is no longer the ceiling (the exact edit through 0.4.0's codec keeps 28.7 dB there, "
-    "benchmarks/results/demo_ceiling.md). Strict, so a model that passes makes this test fail until "
-    "the mark is removed"))
 def test_demo_clip_turns_the_circle_red_and_keeps_the_rest():
     from evedit.editing import EditPipeline
 

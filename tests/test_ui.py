@@ -60,7 +60,8 @@ def edit_args(**changes) -> list:
     values = dict(source="bundled example", upload=None, world_task="any", world_seed=None,
                   instruction="make the circle red", editor="eve", task="auto", steps=None, guidance=None,
                   seed=0, random_seed=False, max_frames=None, stride=1, start_time=0.0, window=None,
-                  overlap=None, compare_editor="none", model="shapeworld", lora_scale=None)
+                  overlap=None, compare_editor="none", model="shapeworld", lora_scale=None,
+                  region="the model's")
     values.update(changes)
     return [values[name] for name in EDIT_FIELDS]
 
@@ -97,7 +98,8 @@ def test_new_shapeworld_clip_is_edited_beside_its_ground_truth(client):
 
 
 def test_start_time_stride_and_max_frames(client):
-    out = client.predict(*edit_args(start_time=0.25, stride=2, max_frames=5, lora_scale=0.5), api_name="/edit")
+    out = client.predict(*edit_args(start_time=0.25, stride=2, max_frames=5, lora_scale=0.5, region="auto"),
+                         api_name="/edit")
     video = read_video(out[0])  # bundled clip: 8 frames at 8 fps; from frame 2, first 5, every 2nd
     assert video.num_frames == 3 and video.fps == pytest.approx(4.0)
 

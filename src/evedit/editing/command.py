@@ -130,6 +130,8 @@ def execute(pipe, plan: EditPlan, *, quiet: bool = False, echo=print) -> dict:
         how = f" (chosen by the task classifier, p={stream.task_probability:.2f})" \
             if stream.task_probability is not None else ""
         echo(f"task: {stream.task}{how}")
+    if stream.opts.region == "auto":
+        echo("region: where the edit adapter finds the instruction acts (--region full: whole frames)")
     size, count, sound = write_stream(stream, plan.output, plan.compare, plan.fps, plan)
     return dict(frames=count, size=size, fps=plan.fps, task=stream.task, editor=opts.editor,
                 task_probability=stream.task_probability, windows=stream.windows, sound=sound,

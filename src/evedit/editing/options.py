@@ -25,6 +25,10 @@ Defaults the paper leaves open, decided here:
   is the unaligned student). EVE has none; the default is the model's (``ModelSpec.lora_scale``,
   1 unless the model chose another on the ShapeWorld val split, ``benchmarks/lora_scale.py``).
   Only the ``eve`` editor uses the LoRA, so the others ignore it.
+- ``region``: "full" edits whole frames (EVE); "auto" edits only where the edit adapter finds the
+  instruction acts (:mod:`evedit.editing.auto_region`, not in the paper). The default is the
+  model's: "auto" for the tasks in ``ModelSpec.region_tasks`` (chosen on the ShapeWorld val split),
+  "full" for the others; a ``--mask`` replaces it. Every editor takes it.
 - ``seed`` 0: every run is seeded, so the same command gives the same frames.
 """
 
@@ -41,6 +45,7 @@ EDITORS = ("eve", "plug-and-play", "per-frame", "sdedit")
 ALIASES = {"pnp": "plug-and-play", "plug_and_play": "plug-and-play", "per_frame": "per-frame",
            "perframe": "per-frame", "student": "eve"}
 FITS = ("crop", "stretch")
+REGIONS = ("auto", "full")  # --region: the region the edit adapter finds (evedit.editing.auto_region), or whole frames
 AUTO_TASK_THRESHOLD = 0.5  # `evedit edit --task auto` refuses a classifier choice less likely than this
 MAX_STEPS = 1000  # T: no schedule has more timesteps than the model was trained with
 MAX_GUIDANCE = 100.0  # models.presets.MAX_GUIDANCE, written out (see MAX_LORA_SCALE)
@@ -76,6 +81,7 @@ class EditOptions:
     first_frame_steps: int | None = None
     lora_scale: float | None = None  # EVE's alignment LoRA strength (None: the model's)
     fit: str = "crop"
+    region: str | None = None  # "auto": edit the region the edit adapter finds; "full": whole frames; None: the model's
     min_task_probability: float = 0.0  # task "auto": refuse a classifier choice below this
 
     def checked(self) -> "EditOptions":
@@ -107,6 +113,8 @@ class EditOptions:
         p = self.min_task_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise EveditError(f"The minimum task probability must be from 0 to 1, got {p!r}.")
+        if self.region is not None and self.region not in REGIONS:
+            raise EveditError(f"Unknown --region {self.region!r}; choose one of: {', '.join(REGIONS)}.")
         if self.fit not in FITS:
             raise EveditError(f"Unknown --fit {self.fit!r}; choose one of: {', '.join(FITS)}.")
         if not isinstance(self.task, str) or not self.task.strip():

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from ..errors import EveditError
 from ..io.stream import open_video
 from ..models import PRESETS, Conditioning, EVEModel, load_pretrained
+from .auto_region import region_mode
 from .conditioning import encode_texts, load_classifier, resolve_task, token_caption
 from .editors import EDITOR_FUNCTIONS
 from .frames import load_frames
@@ -109,7 +110,7 @@ class EditPipeline:
         edited = np.stack([frame for _, frame in pairs])
         del pairs
         run.timings["total"] = time.perf_counter() - start
-        return EditResult(edited, fps / opts.stride, run.task, run.task_probability, opts.editor, opts,
+        return EditResult(edited, fps / opts.stride, run.task, run.task_probability, opts.editor, run.opts,
                           run.windows, run.timings, originals)
 
     def options(self, options: EditOptions | None = None, **kwargs) -> EditOptions:
@@ -168,6 +169,11 @@ class EditStream:
             self.task, self.task_probability, label = pipe._task(opts.task, instruction,
                                                                  opts.min_task_probability)
             triggered = token_caption(model, opts.caption)
+        if masks is not None and opts.region == "auto":
+            raise EveditError("--region auto and --mask both say where to edit; give one of them.")
+        # the region resolved for this edit's task: "full" under a mask (the mask is the region)
+        self.opts = opts = replace(opts, region="full" if masks is not None else region_mode(
+            opts.region, self.task, model.spec.region_tasks))
         self.cond = Conditioning(caption=caption, instruction=instr, task=label, token_caption=triggered)
         self.null, self.editor = null, EDITOR_FUNCTIONS[opts.editor]
         self.frames = itertools.islice(frames, 0, None, opts.stride)

@@ -31,6 +31,7 @@ from ..errors import EveditError
 from ..models import Conditioning, EVEModel
 from ..models.codec import encode_video
 from ..models.lora import lora_scaled
+from .auto_region import NOISE_REGION, SAMPLES, estimate_region
 from .conditioning import CODEC_CHUNK, decode_latents
 from .editors import NOISE_CLIP, NOISE_FIRST_FRAME, Window, edit_first_frame, frame_noise
 from .frames import Fit, to_uint8
@@ -191,6 +192,7 @@ class StreamEdit:
         shape = tuple(store.latents[0].shape[1:])
         noise = frame_noise(self.opts.seed, NOISE_FIRST_FRAME, range(1), shape).to(store.latents[0])
         cond = self.cond.replace(source=store.stack(store.source, range(1)))
+        self._auto_regions(store, range(1))
         region = store.stack(store.regions, range(1)) if store.regions else None
         first = edit_first_frame(self.model, cond, self.null, noise, self.opts.first_frame_steps, self.step,
                                  region, store.stack(store.latents, range(1)))
@@ -205,11 +207,30 @@ class StreamEdit:
         known = None
         if span.known:
             known = torch.stack([out[i] for i in range(span.start, span.start + span.known)], dim=2)
+        self._auto_regions(store, frames)
         region = store.stack(store.regions, frames) if store.regions else None
         window = Window(cond=self.cond.replace(source=store.stack(store.source, frames), first_frame=first),
                         null=self.null, noise=noise, latents=latents, known=known, region=region)
         with lora_scaled(self.model.motion_unet, self.opts.lora_scale):  # only the student has it on
             return self.editor.run(self.model, window, self.opts.steps, self.opts.guidance, self.step)
+
+    def _auto_regions(self, store: FrameStore, frames: range) -> None:
+        """With ``--region auto``, the edit adapter's region (:mod:`evedit.editing.auto_region`) of
+        each of ``frames`` that has none yet; a frame's probe noise is its own, as in every window."""
+        if self.opts.region != "auto":
+            return
+        todo = range(frames.start, frames.stop)
+        while todo and todo.start in store.regions:
+            todo = todo[1:]
+        if not todo:
+            return
+        latents = store.stack(store.latents, todo)
+        shape = tuple(latents.shape[1:2] + latents.shape[3:])
+        noises = [frame_noise(self.opts.seed, NOISE_REGION + i, todo, shape).to(latents) for i in range(SAMPLES)]
+        cond = self.cond.replace(source=store.stack(store.source, todo))
+        region = estimate_region(self.model, cond, self.null, latents, noises)
+        for j, index in enumerate(todo):
+            store.regions[index] = region[:, :, j]
 
     def _decode(self, store: FrameStore, out: dict, start: int, stop: int):
         clock = time.perf_counter()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..editing.options import REGIONS
 from ..errors import EveditError
 from . import report
 from .editors import PIPELINE_EDITORS, FolderEditor, canonical, resolve_editors
@@ -47,6 +48,7 @@ class EvalOptions:
     workers: int = 1  # editing processes (one torch thread each)
     baseline_steps: int | None = None  # sampling steps of pnp / per-frame / sdedit (None: the pipeline's)
     with_caption: bool = False  # also give the editors the ground-truth output caption (default: instruction alone)
+    region: str | None = None  # the pipeline editors' --region: "auto", "full" or None (the model's region_tasks)
     device: str | None = None
     progress: bool = True
     save_videos: bool = True
@@ -95,8 +97,11 @@ def load_scorer(opts: EvalOptions):
 
 def load_editors(opts: EvalOptions) -> dict[str, object]:
     """Named editors, or one :class:`FolderEditor` per ``--outputs`` folder (named by ``--editor`` or the folder)."""
+    if opts.region is not None and opts.region not in REGIONS:
+        raise EveditError(f"Unknown --region {opts.region!r}; choose one of: {', '.join(REGIONS)}.")
     if not opts.outputs:
-        return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps, opts.with_caption)
+        return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps, opts.with_caption,
+                               opts.region)
     names = [canonical(n) for n in opts.editors or ()]
     if names and len(names) != len(opts.outputs):
         raise EveditError(f"Give one --editor name per --outputs folder ({len(opts.outputs)}), or none.")
@@ -117,6 +122,7 @@ def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], s
                     "caption": "output caption given" if opts.with_caption else "instruction alone"}
                    if not opts.outputs else {"outputs": {name: str(e.root) for name, e in editors.items()}}),
                 **(eve_defaults(opts.model) if "eve" in editors and not opts.outputs else {}),
+                **(region_settings(opts.model, opts.region) if not opts.outputs else {}),
                 **opts.extra_settings}
     check_settings(out, settings)
     sample_keys = [it.key for it in items[: opts.samples]]
@@ -142,6 +148,17 @@ def eve_defaults(model: str | Path) -> dict[str, float]:
 
     spec = folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
     return {"eve_lora_scale": spec.lora_scale, "eve_guidance": spec.student_guidance}
+
+
+def region_settings(model: str | Path, region: str | None) -> dict:
+    """Where the pipeline editors edit: ``--region`` as asked, or the model's ``spec.region_tasks``
+    (recorded with the run: the figures depend on it, and a resumed run must not mix two)."""
+    if region is not None:
+        return {"region": region}
+    from ..models import folder_spec, shipped_shapeworld_folder
+
+    spec = folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
+    return {"region": "model's", "region_tasks": list(spec.region_tasks)}
 
 
 def _output_of(name: str, editor, item: Item, kept: dict, out: Path) -> np.ndarray | None:

@@ -22,6 +22,14 @@ def _token_null(null_text: torch.Tensor, cond: Conditioning) -> dict:
     return {} if cond.token_caption is None else {"token_caption": _null_like(null_text, cond.token_caption)}
 
 
+def without_text(cond: Conditioning, null_text: torch.Tensor) -> Conditioning:
+    """``cond`` with its texts (caption, instruction, a trigger caption) nulled: ip2p's image-only branch."""
+    return cond.replace(
+        caption=_null_like(null_text, cond.caption), instruction=_null_like(null_text, cond.instruction),
+        **_token_null(null_text, cond),
+    )
+
+
 def edit_teacher_guided(
     teacher: Denoiser, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
     null_text: torch.Tensor, image_scale: float = 1.5, text_scale: float = 7.5,
@@ -29,10 +37,7 @@ def edit_teacher_guided(
     """InstructPix2Pix dual guidance: branches (image + text), (image only), (neither)."""
     if image_scale == 1.0 and text_scale == 1.0:
         return teacher(x, t, cond)
-    no_text = cond.replace(
-        caption=_null_like(null_text, cond.caption), instruction=_null_like(null_text, cond.instruction),
-        **_token_null(null_text, cond),
-    )
+    no_text = without_text(cond, null_text)
     neither = no_text.replace(source=torch.zeros_like(cond.source))
     out = teacher(torch.cat([x] * 3), torch.cat([t] * 3), Conditioning.cat([cond, no_text, neither]))
     full, image_only, uncond = out.chunk(3)

@@ -116,6 +116,10 @@ class ModelSpec:
     # (benchmarks/results/guide_distill.md: 2.0 since 0.4.3, +0.31 dB over unguided). An alignment
     # with FDDConfig.student_guidance trains the LoRA for that student and records its scale here.
     student_guidance: float = 1.0
+    # Tasks whose edits keep to the region the edit adapter finds by default (`evedit edit --region`;
+    # evedit.editing.auto_region, not in the paper); (): whole frames for every task. Chosen per model
+    # on the ShapeWorld val split (benchmarks/results/auto_region.md).
+    region_tasks: tuple[str, ...] = ()
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
     # ShapeWorld settings the parts were trained on that differ from the preset world, as
     # WorldConfig fields (e.g. {"small_px": 20, "large_px": 24}); {}: the preset world. Evaluation,
@@ -134,11 +138,13 @@ class ModelSpec:
 
         data = asdict(self)
         data["tasks"] = list(self.tasks)
+        data["region_tasks"] = list(self.region_tasks)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["tasks"] = tuple(known.get("tasks", ()))
+        known["region_tasks"] = tuple(known.get("region_tasks", ()))
         known["world"] = dict(known.get("world") or {})
         return cls(**known)

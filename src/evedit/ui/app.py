@@ -17,10 +17,11 @@ from pathlib import Path
 import gradio as gr
 
 from ..editing import EDITORS
+from ..editing.options import REGIONS
 from ..errors import EveditError
 from ..world import TASKS
 from .inputs import SOURCES, bundled_clip, random_world_seed, world_clip, write_preview
-from .job import EditRequest, run_request
+from .job import MODEL_REGION, EditRequest, run_request
 from .runner import Models, Sessions
 
 MAX_FILE_SIZE = "200mb"
@@ -57,12 +58,12 @@ def make_handlers(sessions: Sessions, models: Models):
     """The page's event functions, bound to this app's sessions and models."""
 
     def edit(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance, seed,
-             random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model, lora_scale=None,
+             random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model, lora_scale=None, region=None,
              request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         """The /edit API: the page's inputs in :data:`EDIT_FIELDS` order; outputs as the page shows them."""
         req = EditRequest(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance,
                           seed, random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model,
-                          lora_scale)
+                          lora_scale, region)
         req.world_task = None if req.world_task in (None, ANY_TASK) else req.world_task
         req.compare_editor = None if req.compare_editor in (None, NO_COMPARE) else req.compare_editor
         session = _session(request)
@@ -159,6 +160,8 @@ def _input_column(model: str) -> dict:
                                               label="Compare editors: also run")
             c["model"] = gr.Textbox(model, label="Model folder or preset")
             c["lora_scale"] = gr.Number(None, label="EVE LoRA strength (empty: the model's)")
+            c["region"] = gr.Dropdown([MODEL_REGION, *REGIONS], value=MODEL_REGION,
+                                      label="Region (auto: only where the instruction acts)")
     with gr.Row():
         c["edit"] = gr.Button("Edit", variant="primary", elem_id="edit-button")
         c["cancel"] = gr.Button("Cancel", variant="stop")

@@ -23,6 +23,8 @@ from ..io import write_video
 from .inputs import Clip, check_instruction_text, load_clip
 from .runner import Models, cancellable, check_cancelled
 
+MODEL_REGION = "the model's"  # the region choice that leaves it to the model (spec.region_tasks)
+
 MAX_SEED = 2**31 - 1
 
 
@@ -49,6 +51,7 @@ class EditRequest:
     compare_editor: str | None = None
     model: str = "shapeworld"
     lora_scale: float | None = None  # EVE's alignment-LoRA strength; None: the model's
+    region: str | None = None  # "auto", "full" or None / MODEL_REGION: the model's default for the task
 
 
 @dataclass
@@ -81,6 +84,7 @@ def edit_options(req: EditRequest, editor: str, seed: int, caption: str | None, 
         task=task, caption=caption, max_frames=whole(req.max_frames, "Max frames") or None,
         stride=whole(req.stride, "Stride", 1), window=whole(req.window, "Window") or None,
         overlap=whole(req.overlap, "Overlap"), lora_scale=None if req.lora_scale in (None, "") else req.lora_scale,
+        region=None if req.region in (None, "", MODEL_REGION) else req.region,
     ).checked()
 
 
