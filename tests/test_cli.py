@@ -54,6 +54,7 @@ def test_demo_writes_comparison(tmp_path, capsys):
     assert code == 0, err
     gif = tmp_path / "demo" / "comparison.gif"
     assert str(gif) in out
+    assert "region: where the edit adapter finds" in out  # the shipped model's colour edits (0.4.5)
     frames = read_video(gif).frames
     assert frames.shape[0] == 8 and frames.shape[2] > frames.shape[1]  # side by side
 

@@ -144,6 +144,8 @@ def run_demo(out: str | Path, seed: int = BUNDLED_SEED, task: str = BUNDLED_TASK
         "input": source if isinstance(source, str) else f"ShapeWorld seed {seed}",
         "instruction": info["instruction"],
         "task": result.task,
+        "region": "where the edit adapter finds the instruction acts" if result.options.region == "auto"
+                  else "whole frames",
         "edit (mp4)": str(write_video(out / "edit.mp4", result.frames, result.fps)),
         f"input | {editor} edit | ground truth (gif)": str(write_video(out / "comparison.gif", big, result.fps)),
         f"input | {editor} edit | ground truth (mp4)": str(write_video(out / "comparison.mp4", big, result.fps)),
