@@ -91,3 +91,18 @@ def test_sd15_missing_or_pickled_sources_are_refused(sources, tmp_path):
     with pytest.raises(EveditError, match="pickle"):
         load_sd15(SD15Sources(base=sources.base, controlnet=str(tmp_path / "cn"),
                               motion_adapter=sources.motion_adapter))
+
+
+def test_sd15_edit_adapter_finds_a_region(sources):
+    """`--region auto`'s estimate on the SD 1.5 family's pixel-space ControlNet (as on ShapeWorld's)."""
+    from evedit.editing.auto_region import estimate_region
+
+    model = load_sd15(sources)
+    text = model.text_encoder(["make the car red", ""]).hidden_states
+    cond = Conditioning(caption=text[:1], instruction=text[:1], source=torch.rand(1, 3, 3, 16, 16))
+    latents = torch.randn(1, 4, 3, 8, 8)
+    noises = [torch.randn(latents.shape, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    with torch.no_grad():
+        region = estimate_region(model, cond, text[1:], latents, noises)
+    assert region.shape == (1, 1, 3, 8, 8) and set(region.unique().tolist()) <= {0.0, 1.0}
+    assert (region.amax(dim=(-2, -1)) == 1).all()
