@@ -64,6 +64,12 @@ FIRST_FRAME_STEPS = 4  # decided by measurement, see the module docstring
 FIRST_FRAME_TEXT_GUIDANCE = FDD_EDIT_TEXT_SCALE
 
 
+def check_region(region: str | None) -> None:
+    """``--region`` is None (the model's default), or one of :data:`REGIONS`; else one sentence."""
+    if region is not None and region not in REGIONS:
+        raise EveditError(f"Unknown --region {region!r}; choose one of: {', '.join(REGIONS)}.")
+
+
 @dataclass(frozen=True)
 class EditOptions:
     """What to do; ``None`` means "the editor's or the model's default" (see module notes)."""
@@ -113,8 +119,7 @@ class EditOptions:
         p = self.min_task_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise EveditError(f"The minimum task probability must be from 0 to 1, got {p!r}.")
-        if self.region is not None and self.region not in REGIONS:
-            raise EveditError(f"Unknown --region {self.region!r}; choose one of: {', '.join(REGIONS)}.")
+        check_region(self.region)
         if self.fit not in FITS:
             raise EveditError(f"Unknown --fit {self.fit!r}; choose one of: {', '.join(FITS)}.")
         if not isinstance(self.task, str) or not self.task.strip():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..editing.options import REGIONS
+from ..editing.options import check_region
 from ..errors import EveditError
 from . import report
 from .editors import PIPELINE_EDITORS, FolderEditor, canonical, resolve_editors
@@ -97,8 +97,7 @@ def load_scorer(opts: EvalOptions):
 
 def load_editors(opts: EvalOptions) -> dict[str, object]:
     """Named editors, or one :class:`FolderEditor` per ``--outputs`` folder (named by ``--editor`` or the folder)."""
-    if opts.region is not None and opts.region not in REGIONS:
-        raise EveditError(f"Unknown --region {opts.region!r}; choose one of: {', '.join(REGIONS)}.")
+    check_region(opts.region)
     if not opts.outputs:
         return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps, opts.with_caption,
                                opts.region)
@@ -144,9 +143,7 @@ def eve_defaults(model: str | Path) -> dict[str, float]:
     """The strength EVE applies its alignment LoRA at and its guidance by default (the folder's
     ``spec.lora_scale`` and ``spec.student_guidance``): recorded with the run, since EVE's figures
     depend on them and a resumed run must not mix two."""
-    from ..models import folder_spec, shipped_shapeworld_folder
-
-    spec = folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
+    spec = _model_spec(model)
     return {"eve_lora_scale": spec.lora_scale, "eve_guidance": spec.student_guidance}
 
 
@@ -155,10 +152,14 @@ def region_settings(model: str | Path, region: str | None) -> dict:
     (recorded with the run: the figures depend on it, and a resumed run must not mix two)."""
     if region is not None:
         return {"region": region}
+    return {"region": "model's", "region_tasks": list(_model_spec(model).region_tasks)}
+
+
+def _model_spec(model: str | Path):
+    """The manifest's spec of the model folder (the shipped one for the ``shapeworld`` preset)."""
     from ..models import folder_spec, shipped_shapeworld_folder
 
-    spec = folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
-    return {"region": "model's", "region_tasks": list(spec.region_tasks)}
+    return folder_spec(shipped_shapeworld_folder() if str(model) == "shapeworld" else model)
 
 
 def _output_of(name: str, editor, item: Item, kept: dict, out: Path) -> np.ndarray | None:
