@@ -149,7 +149,7 @@ def test_mask_keeps_the_outside_and_edits_the_inside(model_dir, clip, tmp_path):
     masked = pipe(frames, INSTRUCTION, mask=mask, **kwargs).frames
     plain = pipe(frames, INSTRUCTION, **kwargs).frames
     assert np.array_equal(masked[:, :, 32:], frames[:, :, 32:])  # outside: exactly the input
-    inside = (slice(None), slice(None), slice(0, 24))  # the left half, clear of the feathered edge
+    inside = (slice(None), slice(None), slice(0, 32))  # the left half, to its edge (no feather)
     to_plain = np.abs(masked[inside].astype(int) - plain[inside]).mean()
     to_input = np.abs(frames[inside].astype(int) - plain[inside]).mean()
     # The latent blend changes what the model sees next to the region, so inside the masked edit is
@@ -159,6 +159,25 @@ def test_mask_keeps_the_outside_and_edits_the_inside(model_dir, clip, tmp_path):
     # edit inside would give ~53 here.
     assert to_input > 10  # the edit changes the inside ...
     assert to_plain < 0.5 * to_input  # ... and the masked edit there follows the unmasked one
+
+
+def test_small_mask_is_edited_to_its_rim(model_dir, clip):
+    """A mask as tight as a small object (6x6 px) is edited on every pixel: an inward feather
+    (earlier versions) left such a mask's rim, here most of it, as the input."""
+    pipe = EditPipeline.from_pretrained(model_dir, device="cpu")
+    frames = clip[:4]
+    mask = np.zeros((64, 64), np.uint8)
+    mask[29:35, 29:35] = 255
+    kwargs = dict(task="color", seed=1, first_frame_steps=1, steps=1, progress=False)
+    masked = pipe(frames, INSTRUCTION, mask=mask, **kwargs).frames
+    plain = pipe(frames, INSTRUCTION, **kwargs).frames
+    outside = mask == 0
+    assert np.array_equal(masked[:, outside], frames[:, outside])
+    rim = np.zeros_like(outside)
+    rim[29:35, 29:35] = True
+    rim[30:34, 30:34] = False  # the square's outer ring of pixels
+    changed = np.abs(masked[:, rim].astype(int) - frames[:, rim]).mean()
+    assert changed > 0.5 * np.abs(plain[:, rim].astype(int) - frames[:, rim]).mean()
 
 
 def test_cli_mask_outside_equals_the_input(model_dir, clip, tmp_path, capsys):
@@ -178,11 +197,13 @@ def test_cli_mask_outside_equals_the_input(model_dir, clip, tmp_path, capsys):
         if name == "out.mkv":  # lossless: outside, exactly the input
             assert np.array_equal(edited[:, outside], original[:, outside])
             continue
-        # H.264 at CRF 18 costs these textured frames ~2 dB below 40 by itself: measured 38.0 dB for
-        # a plain re-encode of the input, 38.6 for the masked edit. The mask must cost nothing more.
+        # H.264 at CRF 18 costs these textured frames ~2 dB below 40 by itself: measured 37.9 dB for
+        # a plain re-encode of the input. The mask's hard edge meets this random model's noise-like
+        # edit inside, and the codec smears that step a few pixels outwards: 37.0 dB (an inward
+        # feather gave 38.6). An edit leaking past the mask would score near 20 dB.
         write_video(tmp_path / "again.mp4", original, FPS)
         again = read_video(tmp_path / "again.mp4").frames
-        assert psnr(edited[:, outside], original[:, outside]) >= psnr(again[:, outside], original[:, outside]) - 0.5
+        assert psnr(edited[:, outside], original[:, outside]) >= psnr(again[:, outside], original[:, outside]) - 1.5
     code, _, err = run(["edit", source, INSTRUCTION, "-o", tmp_path / "x.mp4", "--model", model_dir, *FAST,
                         "--mask", tmp_path / "missing.png"], capsys)
     assert code == 1 and "mask" in err and "Traceback" not in err

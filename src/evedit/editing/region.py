@@ -14,9 +14,18 @@ Two blends, as in blended latent diffusion:
   the cells outside it are replaced by the input's latents noised to the current timestep (with
   the frame's own noise), and the clean result takes the input's latents there
   (:func:`evedit.editing.editors.blend_region`);
-- **pixel**: after decoding, ``output = input + feather * (edit - input)``, where ``feather`` is
-  the mask eroded and blurred by :func:`feather_width` pixels *inside* it, so the edge is soft
-  and every pixel outside the mask is exactly the input's.
+- **pixel**: after decoding, the frame takes the input's pixels wherever the mask is black
+  (:func:`blend_pixels`, a hard edge, as diffusers' inpainting pipelines paste back): every pixel
+  outside the mask is exactly the input's, every pixel inside is the edit's.
+
+No feather (decided on the ShapeWorld val split, EVE with each local edit's exact footprint as the
+mask, 40 clips of color, texture, shape, add and remove; ``benchmarks/results/mask_edge.md``): an
+edge eased to 0 *inside* the mask (eroded by 1/32 of the side, then blurred; earlier versions) kept
+the input on the rim of a tight mask, so a small object kept its old colour or, removed, its
+outline: 24.06 dB and 1 edit in 40 made, against 27.66 dB and 16 in 40 with the hard edge; a blur
+centred on the edge scored 26.74 dB and 16 (and changes pixels outside the mask). With the mask
+grown by 3 px the inward feather scored 27.19 dB, the hard edge 26.09, both 16 in 40: a loose mask
+hands the edit a band of re-drawn background, and it is the user's to draw tighter.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ..errors import EveditError
 from ..io import IMAGE_EXTENSIONS
@@ -84,25 +93,12 @@ def to_mask(frame: np.ndarray) -> np.ndarray:
     return (gray >= 127.5).astype(np.float32)
 
 
-def feather_width(height: int, width: int) -> int:
-    """Pixels of soft edge inside the mask: 1/32 of the shorter side, at least 2."""
-    return max(2, round(min(height, width) / 32))
-
-
 def fitted(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """``mask`` resized to (height, width) by nearest neighbour (as it is when the size matches)."""
     if mask.shape == (height, width):
         return mask
     image = Image.fromarray((mask * 255).astype(np.uint8)).resize((width, height), Image.NEAREST)
     return (np.asarray(image) >= 128).astype(np.float32)
-
-
-def feathered(mask: np.ndarray) -> np.ndarray:
-    """(H, W) 0/1 -> (H, W) float32: 1 deep inside, easing to 0 at the mask's edge, 0 outside."""
-    width = feather_width(*mask.shape)
-    image = Image.fromarray((mask * 255).astype(np.uint8))
-    soft = image.filter(ImageFilter.MinFilter(2 * width + 1)).filter(ImageFilter.GaussianBlur(width / 2))
-    return mask * (np.asarray(soft, dtype=np.float32) / 255.0)
 
 
 def latent_mask(mask: np.ndarray, fit, size: tuple[int, int], device) -> torch.Tensor:
@@ -113,7 +109,6 @@ def latent_mask(mask: np.ndarray, fit, size: tuple[int, int], device) -> torch.T
     return (cells >= 0.5).float().to(device)
 
 
-def blend_pixels(original: np.ndarray, edited: np.ndarray, soft: np.ndarray) -> np.ndarray:
-    """``original + soft * (edited - original)``, rounded; exactly ``original`` where soft is 0."""
-    mix = original.astype(np.float32) + soft[..., None] * (edited.astype(np.float32) - original)
-    return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+def blend_pixels(original: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``edited`` where ``mask`` (H, W) is 1, ``original`` where it is 0 (a hard edge; module notes)."""
+    return np.where(mask[..., None] >= 0.5, edited, original).astype(np.uint8)

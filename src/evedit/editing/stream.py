@@ -35,7 +35,7 @@ from .auto_region import NOISE_REGION, SAMPLES, estimate_region
 from .conditioning import CODEC_CHUNK, decode_latents
 from .editors import NOISE_CLIP, NOISE_FIRST_FRAME, Window, edit_first_frame, frame_noise
 from .frames import Fit, to_uint8
-from .region import blend_pixels, feathered, fitted, latent_mask
+from .region import blend_pixels, fitted, latent_mask
 from .windows import Span
 
 
@@ -68,7 +68,7 @@ class FrameStore:
         self._frames = iter(frames)
         self._masks = None if masks is None else iter(masks)
         self.regions: dict[int, torch.Tensor] = {}  # latent masks (1, 1, h, w), with a mask
-        self.feathers: dict[int, np.ndarray] = {}  # pixel masks (H, W), until handed on
+        self.masks: dict[int, np.ndarray] = {}  # pixel masks (H, W) at the frame's size, until handed on
         self.read, self.ended = 0, False
         self.layouts: dict[int, torch.memory_format] = {}  # id(table) -> memory format (see stack)
         self.originals: dict[int, np.ndarray] = {}
@@ -117,7 +117,7 @@ class FrameStore:
                               "image for every frame, or a mask video as long as the edited part.")
         mask = fitted(mask, *shape)
         self.regions[index] = latent_mask(mask, self.fit, grid, device)
-        self.feathers[index] = feathered(mask)
+        self.masks[index] = mask
 
     def stack(self, table: dict[int, torch.Tensor], span: range) -> torch.Tensor:
         """Frames ``span`` as (1, C, F, h, w) in the codec output's memory format: the whole-clip
@@ -239,8 +239,8 @@ class StreamEdit:
         self.timings["decode"] += time.perf_counter() - clock
         originals = np.stack([store.originals.pop(i) for i in range(start, stop)])
         restored = store.fit.from_model(squares, originals)
-        if store.feathers:
-            restored = np.stack([blend_pixels(originals[j], restored[j], store.feathers.pop(i))
+        if store.masks:
+            restored = np.stack([blend_pixels(originals[j], restored[j], store.masks.pop(i))
                                  for j, i in enumerate(range(start, stop))])
         for original, frame in zip(originals, restored):
             self.count += 1
