@@ -97,9 +97,26 @@ def test_full_is_the_whole_frame_edit_and_auto_keeps_the_input_around_the_region
     assert plain.options.region == full.options.region == "full"  # the tiny model has no region_tasks
     assert np.array_equal(plain.frames, full.frames)
     assert auto.options.region == "auto" and np.array_equal(auto.frames, again.frames)
-    # Outside the region the latents are the input's, so the auto edit is nearer the input.
+    # Outside the region the latents are the input's, so the auto edit is nearer the input, and its
+    # pixels there are the input's exactly (a whole-frame edit through the codec keeps almost none).
     to_input = lambda r: np.abs(r.frames.astype(int) - frames).mean()  # noqa: E731
     assert to_input(auto) < to_input(full)
+    same = lambda r: np.all(r.frames == frames, axis=-1).mean()  # noqa: E731
+    assert same(auto) > 0.2 and same(auto) > 10 * same(full)
+
+
+def test_pixel_mask_maps_latent_cells_back_to_the_frame():
+    from evedit.editing.frames import Fit
+    from evedit.editing.region import pixel_mask
+
+    cells = torch.zeros(16, 16)
+    cells[2, 5] = 1  # one cell of 4x4 px on a 64 px square
+    square = pixel_mask(cells, Fit(64, 64, 64, "crop"))
+    want = np.zeros((64, 64), np.float32)
+    want[8:12, 20:24] = 1
+    assert np.array_equal(square, want)
+    wide = pixel_mask(torch.ones(16, 16), Fit(64, 96, 64, "crop"))  # the model sees the middle 64 columns
+    assert wide.shape == (64, 96) and wide[:, 16:80].all() and not wide[:, :16].any() and not wide[:, 80:].any()
 
 
 def test_the_models_region_tasks_choose_the_default(region_model, frames):

@@ -109,6 +109,16 @@ def latent_mask(mask: np.ndarray, fit, size: tuple[int, int], device) -> torch.T
     return (cells >= 0.5).float().to(device)
 
 
+def pixel_mask(cells: torch.Tensor, fit) -> np.ndarray:
+    """A latent-grid region ``(h, w)`` of 0/1 -> ``(H, W)`` float32 0/1 at the frame's size: each cell
+    covers its pixels of the model's square, mapped back as the frames are (``fit.from_model``);
+    pixels the model never saw (outside a crop) are 0."""
+    square = F.interpolate(cells[None, None].float().cpu(), size=(fit.size, fit.size), mode="nearest")[0, 0]
+    rgb = np.repeat((square.numpy() * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
+    frame = fit.from_model(rgb, np.zeros((1, fit.height, fit.width, 3), np.uint8))[0, ..., 0]
+    return (frame >= 128).astype(np.float32)
+
+
 def blend_pixels(original: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``edited`` where ``mask`` (H, W) is 1, ``original`` where it is 0 (a hard edge; module notes)."""
     return np.where(mask[..., None] >= 0.5, edited, original).astype(np.uint8)

@@ -35,7 +35,7 @@ from .auto_region import NOISE_REGION, SAMPLES, estimate_region
 from .conditioning import CODEC_CHUNK, decode_latents
 from .editors import NOISE_CLIP, NOISE_FIRST_FRAME, Window, edit_first_frame, frame_noise
 from .frames import Fit, to_uint8
-from .region import blend_pixels, fitted, latent_mask
+from .region import blend_pixels, fitted, latent_mask, pixel_mask
 from .windows import Span
 
 
@@ -231,6 +231,7 @@ class StreamEdit:
         region = estimate_region(self.model, cond, self.null, latents, noises)
         for j, index in enumerate(todo):
             store.regions[index] = region[:, :, j]
+            store.masks[index] = pixel_mask(region[0, 0, j], store.fit)  # outside: the input's pixels
 
     def _decode(self, store: FrameStore, out: dict, start: int, stop: int):
         clock = time.perf_counter()
