@@ -100,13 +100,9 @@ def summarise(rows: list[dict], variants: list[str]) -> tuple[str, list[str]]:
 
 
 def _write_tasks(folder: Path, tasks: list[str]) -> None:
-    from evedit.eval.report import write_json
-    from evedit.models.folder import MANIFEST, read_manifest
+    from evedit.models.folder import set_spec
 
-    manifest = read_manifest(folder)
-    manifest["spec"]["region_tasks"] = tasks
-    write_json(folder / MANIFEST, manifest)  # atomic
-    print(f"wrote region_tasks {tasks} into {folder / MANIFEST}")
+    print(f"wrote region_tasks {tasks} into {set_spec(folder, region_tasks=tasks)}")
 
 
 if __name__ == "__main__":

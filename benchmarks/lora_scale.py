@@ -55,16 +55,11 @@ def main() -> None:
 
 
 def _write_scale(folder: Path, scale: float, guidance: float | None) -> None:
-    from evedit.eval.report import write_json
-    from evedit.models.folder import MANIFEST, read_manifest
+    from evedit.models.folder import set_spec
 
-    manifest = read_manifest(folder)
-    manifest["spec"]["lora_scale"] = scale
-    if guidance is not None:
-        manifest["spec"]["student_guidance"] = guidance
-    write_json(folder / MANIFEST, manifest)  # atomic
-    print(f"wrote lora_scale {scale:g}" + ("" if guidance is None else f" and student_guidance {guidance:g}")
-          + f" into {folder / MANIFEST}")
+    fields = {"lora_scale": scale, **({} if guidance is None else {"student_guidance": guidance})}
+    print(f"wrote {fields} into {set_spec(folder, **fields)}")
+
 
 if __name__ == "__main__":
     main()

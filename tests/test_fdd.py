@@ -360,3 +360,21 @@ def test_a_guided_student_rolls_out_as_guided_plug_and_play_and_is_exported_guid
     assert load_model(str(tmp_path / "guided" / "model")).spec.student_guidance == 2.0
     with pytest.raises(EveditError, match="student_guidance must be a number from 1"):
         FDDConfig(**{**TINY, "student_guidance": 0.5}).effective()
+
+
+def test_the_rollout_noise_can_be_shared_by_a_clips_frames_and_the_export_samples_so(teacher, tmp_path):
+    """``noise_share``: 0 draws the rollout's noise as before (no extra numbers from the generator);
+    1 gives every frame of a clip the same noise (clips still differ); the export records it."""
+    from evedit.models import load_model
+    from evedit.training.fdd.loss import rollout_noise
+
+    shape = (2, 4, 3, 8, 8)
+    assert torch.equal(rollout_noise(shape, 0.0, torch.Generator().manual_seed(1)),
+                       torch.randn(shape, generator=torch.Generator().manual_seed(1)))
+    same = rollout_noise(shape, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(same[:, :, 0], same[:, :, 2]) and not torch.equal(same[0], same[1])
+    align(FDDConfig(**{**TINY, "steps_adv": 0, "noise_share": 1.0}, out=str(tmp_path / "s")), teacher=teacher,
+          progress=False)
+    assert load_model(str(tmp_path / "s" / "model")).spec.noise_share == 1.0
+    with pytest.raises(EveditError, match="noise_share must be a number from 0 to 1"):
+        FDDConfig(**{**TINY, "noise_share": 1.5}).effective()

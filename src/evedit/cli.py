@@ -83,6 +83,7 @@ def edit_command(
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Frames shared by consecutive windows (default 1)."),
     first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", help="DDIM steps of the first-frame edit (default 4; the alignment used 10, no better measured)."),
     lora_scale: Optional[float] = typer.Option(None, "--lora-scale", help="EVE: strength of the alignment LoRA, 0 (unaligned student) to 4 (default: the model's lora_scale, 1 unless its manifest sets another)."),
+    noise_share: Optional[float] = typer.Option(None, "--noise-share", help="Share of each frame's starting noise drawn once for the whole clip, 0 (each frame its own) to 1 (the same for all; default: the model's)."),
     fit: str = typer.Option("crop", "--fit", help="crop: edit the centre square; stretch: the whole frame, squashed."),
     region: Optional[str] = typer.Option(None, "--region", help="auto: change only where the edit adapter finds the instruction acts (not in the paper); full: whole frames (default: the model's, auto for its region_tasks)."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Also write input and output side by side (.gif or .mp4)."),
@@ -112,8 +113,8 @@ def edit_command(
     check_edit_mode(input, instruction, output, jobs, out_dir, compare)
     values = dict(editor=editor, steps=steps, guidance=guidance, seed=seed, task=task, caption=caption,
                   max_frames=max_frames, stride=stride, window=window, overlap=overlap,
-                  first_frame_steps=first_frame_steps, lora_scale=lora_scale, fit=fit, region=region, start=start,
-                  end=end, keep_rest=keep_rest, mask=mask, audio=not no_audio)
+                  first_frame_steps=first_frame_steps, lora_scale=lora_scale, noise_share=noise_share, fit=fit,
+                  region=region, start=start, end=end, keep_rest=keep_rest, mask=mask, audio=not no_audio)
     try:
         previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread (called from a program): leave signals alone
@@ -338,6 +339,8 @@ def eval_command(
                                       "output caption (default: the instruction alone, as a user edits)."),
     region: Optional[str] = typer.Option(None, "--region", help="The editors' --region: auto or full (default: the "
                                          "model's, auto for its region_tasks)."),
+    noise_share: Optional[float] = typer.Option(None, "--noise-share", help="The editors' --noise-share, 0 to 1 "
+                                                "(default: the model's)."),
     device: Optional[str] = typer.Option(None, "--device", help="Metric models' device (default: cuda if present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -348,7 +351,8 @@ def eval_command(
                        json_path=json_path, model=model, outputs=tuple(outputs or ()), shapeclip=shapeclip,
                        clip=clip, pickscore=pickscore, pickscore_processor=pickscore_processor, viclip=viclip,
                        metrics=_split(metrics), samples=samples, workers=workers, baseline_steps=baseline_steps,
-                       with_caption=with_caption, region=region, device=device, progress=not quiet)
+                       with_caption=with_caption, region=region, noise_share=noise_share, device=device,
+                       progress=not quiet)
     if ablations is not None:
         from .eval.ablations import run_ablations
 

@@ -17,7 +17,11 @@ so their comparisons are like for like:
   baseline), conditioned on the caption and the edited first frame, caption CFG.
 
 Noise is drawn per frame from a generator seeded by (seed, stream, frame index), so a frame's noise
-does not depend on how the video is cut into windows, and a seeded run repeats exactly.
+does not depend on how the video is cut into windows, and a seeded run repeats exactly. With a
+noise share ``a`` > 0 (``EditOptions.noise_share``) each frame's noise is ``sqrt(a)`` times one
+draw for the whole stream plus ``sqrt(1 - a)`` times its own (PYoCo's mixed noise prior, Ge et
+al. 2023, used here at inference only; 1: every frame starts from the same noise). Every editor
+and the region probe take the same share, so comparisons stay like for like.
 
 Frames already edited by the previous window (the overlap) are *pinned*: before every denoiser
 call their noisy latents are replaced by the kept edit noised to the current timestep (with the
@@ -40,6 +44,7 @@ from ..models.token_lora import token_pass
 from .options import FIRST_FRAME_TEXT_GUIDANCE, IMAGE_GUIDANCE, SDEDIT_STRENGTH
 
 NOISE_CLIP, NOISE_FIRST_FRAME = 0, 1  # noise streams
+SHARED_STREAM = 1000  # stream s's clip-wide draw (noise share > 0) is stream s + 1000's frame 0
 
 
 @dataclass
@@ -57,11 +62,21 @@ class Window:
 Progress = Callable[[int], None] | None
 
 
-def frame_noise(seed: int, stream: int, frames: range, shape: tuple[int, int, int]) -> torch.Tensor:
-    """(1, C, F, h, w) standard normal noise, one seeded generator per (seed, stream, frame)."""
-    items = [torch.randn(shape, generator=torch.Generator().manual_seed(_mix(seed, stream, f)))
-             for f in frames]
-    return torch.stack(items, dim=1).unsqueeze(0)
+def frame_noise(seed: int, stream: int, frames: range, shape: tuple[int, int, int],
+                share: float = 0.0) -> torch.Tensor:
+    """(1, C, F, h, w) standard normal noise, one seeded generator per (seed, stream, frame); with
+    ``share`` in (0, 1] mixed with one draw shared by every frame of the stream (module notes), so
+    each frame's noise stays standard normal and two frames' correlate by ``share``."""
+    items = [_draw(seed, stream, f, shape) for f in frames]
+    noise = torch.stack(items, dim=1).unsqueeze(0)
+    if share:
+        common = _draw(seed, stream + SHARED_STREAM, 0, shape)[None, :, None]
+        noise = share**0.5 * common + (1.0 - share) ** 0.5 * noise
+    return noise
+
+
+def _draw(seed: int, stream: int, frame: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(_mix(seed, stream, frame)))
 
 
 def _mix(seed: int, stream: int, frame: int) -> int:

@@ -5,7 +5,7 @@ skipped), with ``input`` and ``instruction`` and any per-job option: ``output`` 
 default ``NNN-<input stem>.mp4``, NNN the job's number from 1), ``compare``, ``mask``, ``start``,
 ``end``, ``keep_rest``, ``audio`` (false drops the sound), and the :class:`EditOptions` fields
 (``editor``, ``steps``, ``guidance``, ``seed``, ``task``, ``caption``, ``max_frames``, ``stride``,
-``window``, ``overlap``, ``first_frame_steps``, ``lora_scale``, ``fit``, ``region``); dashes may stand for underscores.
+``window``, ``overlap``, ``first_frame_steps``, ``lora_scale``, ``noise_share``, ``fit``, ``region``); dashes may stand for underscores.
 Relative input and mask paths are read from the jobs file's folder. Options given on the command
 line are every job's defaults; a job's own keys win.
 

@@ -29,6 +29,12 @@ Defaults the paper leaves open, decided here:
   instruction acts (:mod:`evedit.editing.auto_region`, not in the paper). The default is the
   model's: "auto" for the tasks in ``ModelSpec.region_tasks`` (chosen on the ShapeWorld val split),
   "full" for the others; a ``--mask`` replaces it. Every editor takes it.
+- ``noise_share``: how much of each frame's starting noise is one draw shared by the whole clip
+  (0: every frame its own noise; 1: the same noise for every frame; between: PYoCo's mixed noise
+  prior, :func:`~evedit.editing.editors.frame_noise`). Not in the paper, which does not say how
+  frames' noise is drawn. Every editor takes it. The default is the model's
+  (``ModelSpec.noise_share``, 0 unless the model chose another on the ShapeWorld val split,
+  ``benchmarks/noise_share.py``).
 - ``seed`` 0: every run is seeded, so the same command gives the same frames.
 """
 
@@ -89,6 +95,7 @@ class EditOptions:
     fit: str = "crop"
     region: str | None = None  # "auto": edit the region the edit adapter finds; "full": whole frames; None: the model's
     min_task_probability: float = 0.0  # task "auto": refuse a classifier choice below this
+    noise_share: float | None = None  # share of the frames' noise drawn once per clip (None: the model's)
 
     def checked(self) -> "EditOptions":
         """The options with the editor name canonical and every value in range."""
@@ -116,6 +123,7 @@ class EditOptions:
             if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= MAX_LORA_SCALE:
                 raise EveditError(f"--lora-scale must be a number from 0 (no alignment LoRA) to "
                                   f"{MAX_LORA_SCALE:g}, got {s!r}.")
+        check_noise_share(self.noise_share, "--noise-share", optional=True)
         p = self.min_task_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise EveditError(f"The minimum task probability must be from 0 to 1, got {p!r}.")
@@ -129,13 +137,14 @@ class EditOptions:
         return replace(self, editor=editor, task=self.task.strip())
 
     def resolved(self, model_window: int, max_window: int, lora_scale: float = 1.0,
-                 student_guidance: float = DEFAULT_GUIDANCE["eve"]) -> "EditOptions":
-        """Fill the model-dependent defaults: steps, guidance, window, overlap and LoRA scale.
+                 student_guidance: float = DEFAULT_GUIDANCE["eve"], noise_share: float = 0.0) -> "EditOptions":
+        """Fill the model-dependent defaults: steps, guidance, window, overlap, LoRA scale, noise share.
 
         ``model_window``: the window the video adapter was trained on; ``max_window``: the most
         frames its temporal position embeddings cover (a longer window cannot run);
         ``lora_scale``: the model's alignment-LoRA strength (``ModelSpec.lora_scale``);
-        ``student_guidance``: EVE's default guidance (``ModelSpec.student_guidance``)."""
+        ``student_guidance``: EVE's default guidance (``ModelSpec.student_guidance``);
+        ``noise_share``: the model's (``ModelSpec.noise_share``)."""
         window = self.window if self.window is not None else min(model_window, max_window)
         if window > max_window:
             raise EveditError(
@@ -153,7 +162,17 @@ class EditOptions:
                 {**DEFAULT_GUIDANCE, "eve": student_guidance}[self.editor]),  # EVE's is the model's
             first_frame_steps=self.first_frame_steps or FIRST_FRAME_STEPS,
             lora_scale=float(self.lora_scale if self.lora_scale is not None else lora_scale),
+            noise_share=float(self.noise_share if self.noise_share is not None else noise_share),
         )
+
+
+def check_noise_share(share, name: str, optional: bool = False) -> None:
+    """A noise share is a number from 0 to 1 (None too when ``optional``); else one sentence."""
+    if share is None and optional:
+        return
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+        raise EveditError(f"{name} must be a number from 0 (each frame its own noise) to 1 (one noise for "
+                          f"every frame), got {share!r}.")
 
 
 def canonical_editor(name: str) -> str:

@@ -123,7 +123,7 @@ class EditPipeline:
             raise EveditError(f"Unknown edit option ({exc}).") from exc
         spec = self.model.spec
         return options.checked().resolved(spec.num_frames, self.max_window, spec.lora_scale,
-                                          spec.student_guidance)
+                                          spec.student_guidance, spec.noise_share)
 
     def stream(self, frames: Iterable[np.ndarray], instruction: str, opts: EditOptions, *,
                progress: bool = True, total: int | None = None, mask=None) -> "EditStream":

@@ -10,7 +10,8 @@ The computation is exactly the whole-clip one (:func:`evedit.editing.windows.edi
 - the windows are planned as frames arrive (:func:`iter_spans`): a regular window starting at ``s``
   is used when frame ``s + window`` exists; at the end of the stream the last window is moved back
   to end on the last frame, as :func:`~evedit.editing.windows.plan_windows` does;
-- each frame's noise comes from its own seeded generator, so it is drawn per window;
+- each frame's noise comes from its own seeded generator (and, with a noise share, one draw per
+  stream for the whole clip), so it is drawn per window;
 - an edited frame is final once the first window holding it is done (later windows pin it), so
   decoding runs in the same chunks as soon as a chunk is final, and each frame is restored to the
   input's size against its original and handed on; then everything about it is dropped.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 import numpy as np
 import torch
@@ -153,6 +155,8 @@ class StreamEdit:
         self.step, self.on_window = step, on_window
         self.windows, self.count, self.fit = 0, 0, None
         self.timings = {"first_frame": 0.0, "edit": 0.0, "decode": 0.0}
+        # one noise sampler for every stream of the run: the seed and the share across frames
+        self._noise = partial(frame_noise, opts.seed, share=opts.noise_share)
 
     @torch.inference_mode()
     def run(self, frames: Iterable[np.ndarray], masks=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -190,7 +194,7 @@ class StreamEdit:
             return None
         clock = time.perf_counter()
         shape = tuple(store.latents[0].shape[1:])
-        noise = frame_noise(self.opts.seed, NOISE_FIRST_FRAME, range(1), shape).to(store.latents[0])
+        noise = self._noise(NOISE_FIRST_FRAME, range(1), shape).to(store.latents[0])
         cond = self.cond.replace(source=store.stack(store.source, range(1)))
         self._auto_regions(store, range(1))
         region = store.stack(store.regions, range(1)) if store.regions else None
@@ -203,7 +207,7 @@ class StreamEdit:
         frames = range(span.start, span.stop)
         latents = store.stack(store.latents, frames)
         shape = tuple(latents.shape[1:2] + latents.shape[3:])
-        noise = frame_noise(self.opts.seed, NOISE_CLIP, frames, shape).to(latents)
+        noise = self._noise(NOISE_CLIP, frames, shape).to(latents)
         known = None
         if span.known:
             known = torch.stack([out[i] for i in range(span.start, span.start + span.known)], dim=2)
@@ -226,7 +230,7 @@ class StreamEdit:
             return
         latents = store.stack(store.latents, todo)
         shape = tuple(latents.shape[1:2] + latents.shape[3:])
-        noises = [frame_noise(self.opts.seed, NOISE_REGION + i, todo, shape).to(latents) for i in range(SAMPLES)]
+        noises = [self._noise(NOISE_REGION + i, todo, shape).to(latents) for i in range(SAMPLES)]
         cond = self.cond.replace(source=store.stack(store.source, todo))
         region = estimate_region(self.model, cond, self.null, latents, noises)
         for j, index in enumerate(todo):

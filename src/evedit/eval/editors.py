@@ -151,13 +151,14 @@ def canonical(name: str) -> str:
 
 def resolve_editors(names: Sequence[str], model: str | Path = "shapeworld",
                     baseline_steps: int | None = None, with_caption: bool = False,
-                    region: str | None = None) -> dict[str, object]:
+                    region: str | None = None, noise_share: float | None = None) -> dict[str, object]:
     """Editor names -> editors; unknown names are one-sentence errors.
 
     ``baseline_steps``: sampling steps of the teacher-based editors (pnp, per-frame, sdedit); None
     keeps the pipeline's defaults. EVE always samples with its own (distilled) step count.
     ``with_caption``: the pipeline editors also get the ground-truth output caption. ``region``:
-    their ``--region`` ("auto", "full"; None: the model's default for each task).
+    their ``--region`` ("auto", "full"; None: the model's default for each task); ``noise_share``
+    their ``--noise-share`` (None: the model's).
     """
     editors: dict[str, object] = {}
     for raw in names:
@@ -168,8 +169,8 @@ def resolve_editors(names: Sequence[str], model: str | Path = "shapeworld",
             editors[name] = GroundTruthEditor()
         elif name in PIPELINE_EDITORS:
             steps = {"steps": baseline_steps} if baseline_steps and name != "eve" else {}
-            where = {} if region is None else {"region": region}
-            editors[name] = PipelineEditor(name, model, with_caption=with_caption, **steps, **where)
+            options = {k: v for k, v in (("region", region), ("noise_share", noise_share)) if v is not None}
+            editors[name] = PipelineEditor(name, model, with_caption=with_caption, **steps, **options)
         else:
             known = ", ".join(PIPELINE_EDITORS + TRIVIAL_EDITORS)
             raise EveditError(f"Unknown editor {raw!r}; editors are {known}.")

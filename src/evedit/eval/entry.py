@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..editing.options import check_region
+from ..editing.options import check_noise_share, check_region
 from ..errors import EveditError
 from . import report
 from .editors import PIPELINE_EDITORS, FolderEditor, canonical, resolve_editors
@@ -49,6 +49,7 @@ class EvalOptions:
     baseline_steps: int | None = None  # sampling steps of pnp / per-frame / sdedit (None: the pipeline's)
     with_caption: bool = False  # also give the editors the ground-truth output caption (default: instruction alone)
     region: str | None = None  # the pipeline editors' --region: "auto", "full" or None (the model's region_tasks)
+    noise_share: float | None = None  # the pipeline editors' --noise-share (None: the model's)
     device: str | None = None
     progress: bool = True
     save_videos: bool = True
@@ -98,9 +99,10 @@ def load_scorer(opts: EvalOptions):
 def load_editors(opts: EvalOptions) -> dict[str, object]:
     """Named editors, or one :class:`FolderEditor` per ``--outputs`` folder (named by ``--editor`` or the folder)."""
     check_region(opts.region)
+    check_noise_share(opts.noise_share, "--noise-share", optional=True)
     if not opts.outputs:
         return resolve_editors(opts.editors or PIPELINE_EDITORS, opts.model, opts.baseline_steps, opts.with_caption,
-                               opts.region)
+                               opts.region, opts.noise_share)
     names = [canonical(n) for n in opts.editors or ()]
     if names and len(names) != len(opts.outputs):
         raise EveditError(f"Give one --editor name per --outputs folder ({len(opts.outputs)}), or none.")
@@ -121,7 +123,7 @@ def evaluate(opts: EvalOptions, items: list[Item], editors: dict[str, object], s
                     "caption": "output caption given" if opts.with_caption else "instruction alone"}
                    if not opts.outputs else {"outputs": {name: str(e.root) for name, e in editors.items()}}),
                 **(eve_defaults(opts.model) if "eve" in editors and not opts.outputs else {}),
-                **(region_settings(opts.model, opts.region) if not opts.outputs else {}),
+                **(region_settings(opts.model, opts.region, opts.noise_share) if not opts.outputs else {}),
                 **opts.extra_settings}
     check_settings(out, settings)
     sample_keys = [it.key for it in items[: opts.samples]]
@@ -147,12 +149,15 @@ def eve_defaults(model: str | Path) -> dict[str, float]:
     return {"eve_lora_scale": spec.lora_scale, "eve_guidance": spec.student_guidance}
 
 
-def region_settings(model: str | Path, region: str | None) -> dict:
-    """Where the pipeline editors edit: ``--region`` as asked, or the model's ``spec.region_tasks``
-    (recorded with the run: the figures depend on it, and a resumed run must not mix two)."""
+def region_settings(model: str | Path, region: str | None, noise_share: float | None = None) -> dict:
+    """Where the pipeline editors edit (``--region`` as asked, or the model's ``spec.region_tasks``)
+    and the share of their noise drawn once per clip (``--noise-share``, or ``spec.noise_share``): recorded with the
+    run, since the figures depend on them and a resumed run must not mix two."""
+    spec = _model_spec(model)
+    share = {"noise_share": spec.noise_share if noise_share is None else float(noise_share)}
     if region is not None:
-        return {"region": region}
-    return {"region": "model's", "region_tasks": list(_model_spec(model).region_tasks)}
+        return {"region": region, **share}
+    return {"region": "model's", "region_tasks": list(spec.region_tasks), **share}
 
 
 def _model_spec(model: str | Path):

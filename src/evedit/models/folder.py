@@ -19,6 +19,7 @@ written beside its destination and renamed into place.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 from diffusers import ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from ..diffusion.schedule import NoiseSchedule
-from ..atomic import replace_folder
+from ..atomic import replace_folder, temp_sibling
 from ..errors import EveditError
 from ..text import CLIPTextEncoder, MiniLMTextEncoder, quiet_transformers
 from .build import assemble
@@ -154,6 +155,9 @@ def read_manifest(folder: Path) -> dict:
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 1 <= guidance <= MAX_GUIDANCE:
         raise EveditError(f"The manifest '{path}' sets student_guidance to {guidance!r}; it must be a number from "
                           f"1 (no guidance) to {MAX_GUIDANCE:g}.")
+    share = manifest.get("spec", {}).get("noise_share", 0.0)  # ModelSpec.noise_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise EveditError(f"The manifest '{path}' sets noise_share to {share!r}; it must be a number from 0 to 1.")
     for part in REQUIRED_PARTS:
         sub = folder / manifest.get("parts", {}).get(part, part)
         if not (sub / "config.json").is_file() or not any(sub.glob("*.safetensors")):
@@ -162,6 +166,18 @@ def read_manifest(folder: Path) -> dict:
                 "and a .safetensors weight file."
             )
     return manifest
+
+
+def set_spec(folder: str | Path, **fields) -> Path:
+    """Record ``fields`` in the spec of a model folder's manifest, rewritten atomically (what the
+    benchmarks that choose a default on the val split do with ``--write``); returns the manifest."""
+    path = Path(folder) / MANIFEST
+    manifest = read_manifest(Path(folder))
+    manifest["spec"].update(fields)
+    tmp = temp_sibling(path)
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def load_model(folder: str | Path, text_encoder=None, edit_adapter: str | Path | None = None) -> EVEModel:

@@ -120,6 +120,10 @@ class ModelSpec:
     # evedit.editing.auto_region, not in the paper); (): whole frames for every task. Chosen per model
     # on the ShapeWorld val split (benchmarks/results/auto_region.md).
     region_tasks: tuple[str, ...] = ()
+    # Share of every frame's starting noise drawn once for the whole clip (`evedit edit --noise-share`;
+    # evedit.editing.editors.frame_noise, not in the paper): 0 each frame its own noise, 1 the same
+    # for all. Chosen per model on the ShapeWorld val split (benchmarks/results/noise_share.md).
+    noise_share: float = 0.0
     text_encoder: str = "minilm"  # "minilm" (bundled package) or "clip" (folder text_encoder/)
     # ShapeWorld settings the parts were trained on that differ from the preset world, as
     # WorldConfig fields (e.g. {"small_px": 20, "large_px": 24}); {}: the preset world. Evaluation,

@@ -39,6 +39,9 @@ class FDDConfig:
     student_guidance: float = 1.0  # text scale of the student's rollout, ip2p dual guided with
     #   edit_image_scale when > 1 (not in the paper: its student is unguided); the exported model
     #   samples EVE at it (spec.student_guidance). benchmarks/results/guided_fdd.md
+    noise_share: float = 0.0  # share of the rollout's starting noise drawn once per clip, as EVE samples
+    #   at spec.noise_share (evedit.editing.editors.frame_noise; not in the paper; 0: each frame its own);
+    #   the exported model samples at it. benchmarks/results/noise_share.md
     # --- SDS ---
     # Each frozen teacher by name, with the weight of its terms (its SDS and adversarial losses and
     # its critic's): EVE's alpha (edit) and beta (video), 0.5 each. Every teacher brings its own
@@ -125,6 +128,8 @@ class FDDConfig:
         if not 1.0 <= float(self.student_guidance) <= MAX_GUIDANCE:  # ModelSpec.student_guidance's range
             raise EveditError(f"student_guidance must be a number from 1 (unguided) to {MAX_GUIDANCE:g}, "
                               f"got {self.student_guidance!r}.")
+        if not 0.0 <= float(self.noise_share) <= 1.0:  # ModelSpec.noise_share's range
+            raise EveditError(f"noise_share must be a number from 0 to 1, got {self.noise_share!r}.")
         if self.ablation == "no-kbin":
             return replace(self, timesteps="fixed")
         if self.ablation == "no-adv":  # SDS only, same number of steps

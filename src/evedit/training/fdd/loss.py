@@ -54,6 +54,16 @@ def rollout_timesteps(cfg: FDDConfig, generator: torch.Generator, T: int = 1000)
     return steps
 
 
+def rollout_noise(shape: torch.Size, share: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, C, F, h, w) standard normal noise; with ``share`` > 0 mixed with one draw per clip shared by
+    its frames, as :func:`evedit.editing.editors.frame_noise` draws EVE's (0 draws no more numbers)."""
+    noise = torch.randn(shape, generator=generator)
+    if share:
+        common = torch.randn((*shape[:2], 1, *shape[3:]), generator=generator)
+        noise = share**0.5 * common + (1.0 - share) ** 0.5 * noise
+    return noise
+
+
 def student_rollout(state: FDDState, ab: AlignBatch, timesteps: list[int], noise: torch.Tensor) -> torch.Tensor:
     """The student edits the clip from pure ``noise`` in k DDIM steps, keeping the graph of all steps.
 
@@ -182,7 +192,7 @@ def generator_loss(state: FDDState, ab: AlignBatch, step: int) -> tuple[dict[str
     (detached) student output the critic's turn scores."""
     cfg = state.cfg
     timesteps = rollout_timesteps(cfg, state.generator)
-    noise = torch.randn(ab.source.shape, generator=state.generator).to(ab.source.device)
+    noise = rollout_noise(ab.source.shape, cfg.noise_share, state.generator).to(ab.source.device)
     x0 = student_rollout(state, ab, timesteps, noise)
     terms = {}
     if cfg.lam > 0:

@@ -149,10 +149,11 @@ class FDDStage:
 
     def export(self, folder: Path) -> None:
         """The aligned model as trained: its LoRA at strength 1 and the student guided as in the rollout
-        (``lora_scale`` 1, ``student_guidance`` the config's) whatever the aligned folder's were
+        (``lora_scale`` 1, ``student_guidance`` and ``noise_share`` the config's) whatever the aligned folder's were
         (``benchmarks/lora_scale.py`` chooses others on the val split)."""
         student, spec = self.state.student, self.state.student.spec
-        student.spec = replace(spec, lora_scale=1.0, student_guidance=self.cfg.student_guidance)
+        student.spec = replace(spec, lora_scale=1.0, student_guidance=self.cfg.student_guidance,
+                               noise_share=self.cfg.noise_share)
         try:
             save_model(student, folder)
         finally:
