@@ -339,8 +339,7 @@ def eval_command(
                                       "output caption (default: the instruction alone, as a user edits)."),
     region: Optional[str] = typer.Option(None, "--region", help="The editors' --region: auto or full (default: the "
                                          "model's, auto for its region_tasks)."),
-    noise_share: Optional[float] = typer.Option(None, "--noise-share", help="The editors' --noise-share, 0 to 1 "
-                                                "(default: the model's)."),
+    noise_share: Optional[float] = typer.Option(None, "--noise-share", help="The editors' --noise-share, 0 to 1 (default: the model's)."),
     device: Optional[str] = typer.Option(None, "--device", help="Metric models' device (default: cuda if present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -351,8 +350,7 @@ def eval_command(
                        json_path=json_path, model=model, outputs=tuple(outputs or ()), shapeclip=shapeclip,
                        clip=clip, pickscore=pickscore, pickscore_processor=pickscore_processor, viclip=viclip,
                        metrics=_split(metrics), samples=samples, workers=workers, baseline_steps=baseline_steps,
-                       with_caption=with_caption, region=region, noise_share=noise_share, device=device,
-                       progress=not quiet)
+                       with_caption=with_caption, region=region, noise_share=noise_share, device=device, progress=not quiet)
     if ablations is not None:
         from .eval.ablations import run_ablations
 
