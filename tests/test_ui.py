@@ -61,7 +61,7 @@ def edit_args(**changes) -> list:
                   instruction="make the circle red", editor="eve", task="auto", steps=None, guidance=None,
                   seed=0, random_seed=False, max_frames=None, stride=1, start_time=0.0, window=None,
                   overlap=None, compare_editor="none", model="shapeworld", lora_scale=None,
-                  region="the model's")
+                  region="the model's", noise_share=None)
     values.update(changes)
     return [values[name] for name in EDIT_FIELDS]
 
@@ -98,7 +98,7 @@ def test_new_shapeworld_clip_is_edited_beside_its_ground_truth(client):
 
 
 def test_start_time_stride_and_max_frames(client):
-    out = client.predict(*edit_args(start_time=0.25, stride=2, max_frames=5, lora_scale=0.5, region="auto"),
+    out = client.predict(*edit_args(start_time=0.25, stride=2, max_frames=5, lora_scale=0.5, region="auto", noise_share=0.5),
                          api_name="/edit")
     video = read_video(out[0])  # bundled clip: 8 frames at 8 fps; from frame 2, first 5, every 2nd
     assert video.num_frames == 3 and video.fps == pytest.approx(4.0)
@@ -140,6 +140,7 @@ def test_bad_upload_is_one_sentence_leaves_nothing_and_the_server_goes_on(client
     ({"start_time": 5.0}, "past the end of the clip"),
     ({"compare_editor": "eve"}, "are the same"),
     ({"lora_scale": -1}, "--lora-scale must be a number from 0"),
+    ({"noise_share": 2}, "--noise-share must be a number from 0"),
 ])
 def test_bad_settings_are_one_sentence(client, changes, fragment):
     with pytest.raises(AppError, match=fragment):

@@ -59,11 +59,11 @@ def make_handlers(sessions: Sessions, models: Models):
 
     def edit(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance, seed,
              random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model, lora_scale=None, region=None,
-             request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+             noise_share=None, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         """The /edit API: the page's inputs in :data:`EDIT_FIELDS` order; outputs as the page shows them."""
         req = EditRequest(source, upload, world_task, world_seed, instruction, editor, task, steps, guidance,
                           seed, random_seed, max_frames, stride, start_time, window, overlap, compare_editor, model,
-                          lora_scale, region)
+                          lora_scale, region, noise_share)
         req.world_task = None if req.world_task in (None, ANY_TASK) else req.world_task
         req.compare_editor = None if req.compare_editor in (None, NO_COMPARE) else req.compare_editor
         session = _session(request)
@@ -162,6 +162,7 @@ def _input_column(model: str) -> dict:
             c["lora_scale"] = gr.Number(None, label="EVE LoRA strength (empty: the model's)")
             c["region"] = gr.Dropdown([MODEL_REGION, *REGIONS], value=MODEL_REGION,
                                       label="Region (auto: only where the instruction acts)")
+            c["noise_share"] = gr.Number(None, label="Noise shared by all frames, 0-1 (empty: the model's)")
     with gr.Row():
         c["edit"] = gr.Button("Edit", variant="primary", elem_id="edit-button")
         c["cancel"] = gr.Button("Cancel", variant="stop")

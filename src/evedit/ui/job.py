@@ -52,6 +52,7 @@ class EditRequest:
     model: str = "shapeworld"
     lora_scale: float | None = None  # EVE's alignment-LoRA strength; None: the model's
     region: str | None = None  # "auto", "full" or None / MODEL_REGION: the model's default for the task
+    noise_share: float | None = None  # share of the frames' noise drawn once per clip; None: the model's
 
 
 @dataclass
@@ -85,6 +86,7 @@ def edit_options(req: EditRequest, editor: str, seed: int, caption: str | None, 
         stride=whole(req.stride, "Stride", 1), window=whole(req.window, "Window") or None,
         overlap=whole(req.overlap, "Overlap"), lora_scale=None if req.lora_scale in (None, "") else req.lora_scale,
         region=None if req.region in (None, "", MODEL_REGION) else req.region,
+        noise_share=None if req.noise_share in (None, "") else req.noise_share,
     ).checked()
 
 
