@@ -1,5 +1,8 @@
 """Helpers for model tests: tiny random EVE models and conditioning."""
 
+from contextlib import contextmanager
+from dataclasses import replace
+
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -89,3 +92,15 @@ def run_cli(args, capsys):
         code = exc.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@contextmanager
+def spec_as(pipe, **fields):
+    """``pipe``'s model with ``fields`` replaced in its spec for the block (a model folder's
+    manifest defaults), restored after it."""
+    spec = pipe.model.spec
+    pipe.model.spec = replace(spec, **fields)
+    try:
+        yield pipe
+    finally:
+        pipe.model.spec = spec

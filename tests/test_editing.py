@@ -24,6 +24,7 @@ from evedit.io import read_video, write_video
 from evedit.models import Conditioning
 from evedit.world import make_example
 from model_utils import run_cli as run
+from model_utils import spec_as
 
 INSTRUCTION = "make the blue circle red"
 FAST = dict(task="color", first_frame_steps=2, progress=False)
@@ -107,20 +108,14 @@ def test_seeded_runs_repeat_and_seeds_differ(pipe, clip):
 def test_guided_eve_is_plug_and_play_without_its_lora_and_the_model_sets_its_guidance(pipe, clip):
     """EVE with ``guidance`` > 1 runs ip2p dual guidance as plug-and-play does: with the LoRA at 0
     both give the same frames; the model's ``student_guidance`` is EVE's default guidance."""
-    from dataclasses import replace
-
     short = clip[:3]
     eve = pipe(short, INSTRUCTION, lora_scale=0.0, guidance=2.0, steps=2, **FAST).frames
     pnp = pipe(short, INSTRUCTION, editor="pnp", guidance=2.0, steps=2, **FAST).frames
     assert np.array_equal(eve, pnp)
     assert pipe(short, INSTRUCTION, **FAST).options.guidance == pipe.model.spec.student_guidance == 1.0
-    spec = pipe.model.spec
-    pipe.model.spec = replace(spec, student_guidance=2.0)
-    try:
+    with spec_as(pipe, student_guidance=2.0):
         by_model = pipe(short, INSTRUCTION, lora_scale=0.0, steps=2, **FAST)
         assert pipe(short, INSTRUCTION, editor="pnp", steps=2, **FAST).options.guidance == 2.0  # the teachers' scale
-    finally:
-        pipe.model.spec = spec
     assert by_model.options.guidance == 2.0 and np.array_equal(by_model.frames, eve)
 
 
@@ -326,8 +321,6 @@ def test_lora_scale_interpolates_the_alignment_lora_and_defaults_to_the_models(p
     """0 is the student without its LoRA (the frames of peft's adapters disabled), 1 the LoRA as
     trained; the scale is restored after an edit, the model's spec gives the default, and the
     editors without the LoRA ignore it."""
-    from dataclasses import replace
-
     from evedit.models.lora import lora_disabled, lora_layers
 
     short = clip[:3]
@@ -340,12 +333,8 @@ def test_lora_scale_interpolates_the_alignment_lora_and_defaults_to_the_models(p
         assert np.array_equal(pipe(short, INSTRUCTION, **FAST).frames, off)
     assert all(layer.scaling["align"] == layer.lora_alpha["align"] / layer.r["align"]
                for layer in lora_layers(pipe.model.motion_unet))
-    spec = pipe.model.spec
-    pipe.model.spec = replace(spec, lora_scale=0.5)
-    try:
+    with spec_as(pipe, lora_scale=0.5):
         again = pipe(short, INSTRUCTION, **FAST)
-    finally:
-        pipe.model.spec = spec
     assert again.options.lora_scale == 0.5 and np.array_equal(again.frames, half.frames)
     pnp = [pipe(short, INSTRUCTION, editor="pnp", steps=2, lora_scale=s, **FAST).frames for s in (0.0, 1.0)]
     assert np.array_equal(*pnp)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +13,7 @@ from evedit.errors import EveditError
 from evedit.io import write_video
 from evedit.world import make_example
 from model_utils import run_cli as run
+from model_utils import spec_as
 
 INSTRUCTION = "make the blue circle red"
 FAST = dict(task="color", first_frame_steps=2, progress=False)
@@ -52,12 +51,8 @@ def test_the_pipeline_takes_the_share_from_the_options_or_the_model(pipe, clip):
     assert own.options.noise_share == 0.0  # the tiny model's spec: the ModelSpec default
     same = pipe(clip, INSTRUCTION, noise_share=1.0, **FAST)
     assert same.options.noise_share == 1.0 and not np.array_equal(same.frames, own.frames)
-    spec = pipe.model.spec
-    pipe.model.spec = replace(spec, noise_share=1.0)
-    try:
+    with spec_as(pipe, noise_share=1.0):
         by_model = pipe(clip, INSTRUCTION, **FAST)
-    finally:
-        pipe.model.spec = spec
     assert by_model.options.noise_share == 1.0 and np.array_equal(by_model.frames, same.frames)
 
 
