@@ -147,7 +147,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(runs, capsys):
     assert_close(weights(resumed, 3), weights(runs["two"], 3))
 
 
-def test_sharded_launches_are_refused_in_one_sentence():
+def test_deepspeed_launches_are_refused_in_one_sentence():
     from types import SimpleNamespace
 
     from accelerate.utils import DistributedType
@@ -155,10 +155,10 @@ def test_sharded_launches_are_refused_in_one_sentence():
     from evedit.errors import EveditError
     from evedit.training.distributed import refuse_sharding
 
-    refuse_sharding(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
-    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        with pytest.raises(EveditError, match="ddp.yaml"):
-            refuse_sharding(SimpleNamespace(distributed_type=kind))
+    for kind in (DistributedType.MULTI_GPU, DistributedType.FSDP):  # FSDP: tests/test_fsdp.py
+        refuse_sharding(SimpleNamespace(distributed_type=kind))
+    with pytest.raises(EveditError, match="fsdp-zero2.yaml"):
+        refuse_sharding(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
 
 
 def test_accelerate_config_files_load():
@@ -166,7 +166,8 @@ def test_accelerate_config_files_load():
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
     kinds = {p.stem: load_config_from_file(str(p)).distributed_type.value for p in folder.glob("*.yaml")}
-    assert kinds == {"cpu": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed-zero2": "DEEPSPEED"}
+    assert kinds == {"cpu": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP", "fsdp-zero2": "FSDP",
+                     "deepspeed-zero2": "DEEPSPEED"}
 
 
 def align_recipe(folder: Path, grad_accum: int) -> Path:

@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import EveditError
 from ..models.folder import refuse_pickles
+from .sharding import full, full_tree, like, shard_optimizer_state
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
 FORMAT = 2  # ``state.json``'s "format": checkpoints of this format always carry a manifest
@@ -98,15 +99,6 @@ def load_tree(folder: Path, name: str, device: torch.device | str = "cpu") -> An
 
 
 # ---- module weights ----------------------------------------------------------------------------
-def save_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
-    """The state dicts of ``modules`` in one safetensors file, keyed ``"<module>.<key>"``."""
-    flat = {
-        f"{name}.{key}": value.detach().cpu().contiguous()
-        for name, module in modules.items() for key, value in module.state_dict().items()
-    }
-    save_file(flat, str(path))
-
-
 def load_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
     flat = load_file(str(path))
     for name, module in modules.items():
@@ -221,11 +213,20 @@ class TrainState:
             return {f"optimizer_{name}": opt for name, opt in self.optimizer.items()}
         return {"optimizer": self.optimizer}
 
-    def _save_weights(self, path: Path) -> None:
+    def collect(self) -> dict:
+        """What :meth:`save` writes, as whole tensors. Under FSDP a collective: every process calls
+        it (the main one then writes); otherwise it only gathers references."""
         if self.params_only:
-            save_file({name: p.detach().cpu().contiguous() for name, p in self.params}, str(path))
+            weights = {name: full(p).detach() for name, p in self.params}
         else:
-            save_weights(path, self.modules)
+            weights = {f"{name}.{key}": value for name, module in self.modules.items()
+                       for key, value in module.state_dict().items()}  # whole: sharding's hooks
+        ema = None
+        if self.ema is not None:
+            ema = ({k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"},
+                   {name: full(s) for (name, _), s in zip(self.params, self.ema.shadow_params)})
+        return {"weights": weights, "ema": ema,
+                "optimizers": {name: full_tree(opt.state_dict()) for name, opt in self._optimizers().items()}}
 
     def _load_weights(self, path: Path, folder: Path) -> None:
         if not self.params_only:
@@ -238,18 +239,20 @@ class TrainState:
                                      f"(e.g. {unknown[0]}).")
         with torch.no_grad():
             for name, value in saved.items():
-                params[name].copy_(value)
+                params[name].copy_(like(value, params[name]))
 
-    def save(self, folder: Path, meta: dict, config_text: str) -> None:
-        """Write everything but the RNG states into ``folder``; ``state.json`` (``meta``) last."""
-        self._save_weights(folder / "trainable.safetensors")
+    def save(self, folder: Path, meta: dict, config_text: str, whole: dict | None = None) -> None:
+        """Write everything but the RNG states into ``folder``; ``state.json`` (``meta``) last.
+        ``whole``: this state's :meth:`collect` (taken here when not given)."""
+        whole = whole or self.collect()
+        save_file({k: v.detach().cpu().contiguous() for k, v in whole["weights"].items()},
+                  str(folder / "trainable.safetensors"))
         ema_meta = None
-        if self.ema is not None:
-            ema_meta = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
-            shadows = {name: s.detach().cpu().contiguous() for (name, _), s in zip(self.params, self.ema.shadow_params)}
-            save_file(shadows, str(folder / "ema.safetensors"))
-        for name, optimizer in self._optimizers().items():
-            save_tree(folder, name, optimizer.state_dict())
+        if whole["ema"] is not None:
+            ema_meta, shadows = whole["ema"]
+            save_file({k: v.detach().cpu().contiguous() for k, v in shadows.items()}, str(folder / "ema.safetensors"))
+        for name, state in whole["optimizers"].items():
+            save_tree(folder, name, state)
         if self.scaler is not None:
             save_tree(folder, "scaler", self.scaler.state_dict())
         (folder / "config.yaml").write_text(config_text, encoding="utf-8")
@@ -264,12 +267,14 @@ class TrainState:
             raise CheckpointMismatch(f"Checkpoint '{folder}' is from stage '{meta.get('stage')}', not '{stage_name}'.")
         self._load_weights(folder / "trainable.safetensors", folder)
         if self.ema is not None and meta.get("ema") and (folder / "ema.safetensors").is_file():
-            shadows = load_file(str(folder / "ema.safetensors"), device=str(device))
-            self.ema.load_state_dict({**meta["ema"], "shadow_params": [shadows[n] for n, _ in self.params]})
+            shadows = load_file(str(folder / "ema.safetensors"))  # on the CPU ("cpu:0" is no safetensors device)
+            self.ema.load_state_dict({**meta["ema"], "shadow_params": [like(shadows[n].to(p.device), p)
+                                                                       for n, p in self.params]})
         for name, optimizer in self._optimizers().items():
             if isinstance(self.optimizer, dict) and not (folder / f"{name}.json").is_file():
                 continue  # a turn the saved run did not have (FDD's critic in an SDS-only run)
             optimizer.load_state_dict(load_tree(folder, name))  # torch moves it to the params
+            shard_optimizer_state(optimizer)  # FSDP: each process keeps its shard
         if self.scaler is not None and (folder / "scaler.json").is_file():
             self.scaler.load_state_dict(load_tree(folder, "scaler"))
         return meta

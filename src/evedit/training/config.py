@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..errors import EveditError
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+SHARD = ("none", "fsdp")
 TOP_LEVEL_KEYS = ("train", "stage", "stage_name")
 
 
@@ -40,6 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # diffusers' training scripts use ~1e-2; 0 is safe for short runs
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"; forced to "no" on CPU (no speed-up there)
+    shard: str = "none"  # "fsdp": shard the trained modules' blocks over the processes (evedit.training.sharding)
     gradient_checkpointing: bool = False  # recompute the models' blocks in backward (evedit.training.recompute)
     ema_decay: float = 0.999  # EMA of the trained weights (0 disables); diffusers' warm-up applies
     clip_grad: float = 1.0  # max global grad norm (0 disables clipping; the norm is still logged)
@@ -117,6 +119,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise EveditError(
             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got '{cfg.mixed_precision}'."
         )
+    if cfg.shard not in SHARD:
+        raise EveditError(f"shard must be one of {', '.join(SHARD)}, got '{cfg.shard}'.")
     for name in ("max_steps", "batch_size", "grad_accum"):
         if getattr(cfg, name) < 1:
             raise EveditError(f"{name} must be at least 1, got {getattr(cfg, name)}.")

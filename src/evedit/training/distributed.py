@@ -10,7 +10,8 @@ notices (one process, no rank, accelerate's ``MASTER_ADDR`` set only for N > 1, 
 --num_processes N`` on a machine without GPUs does the same directly.
 
 Shared state: :func:`any_process` (every process takes the same branch), :func:`average_gradients`
-(one all-reduce of every trained gradient; the loop calls stages' own modules, not DDP wrappers),
+(one all-reduce of every trained gradient not sharded by FSDP; the loop calls stages' own modules,
+not DDP wrappers),
 :func:`gather_rng` (every process's RNG states, for the main process to write), and
 :func:`count_machines` (one local rank 0 per machine).
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
+from torch.distributed.tensor import DTensor
 
 from ..errors import EveditError
 from .checkpoint import rng_state
@@ -117,7 +119,8 @@ def any_process(acc, flag: bool) -> bool:
 
 def average_gradients(acc, params: list[torch.nn.Parameter]) -> None:
     """Replace each gradient by its mean over the processes (one all-reduce; missing ones count 0)."""
-    if acc.num_processes == 1:
+    params = [p for p in params if not isinstance(p, DTensor)]  # FSDP's arrive averaged
+    if acc.num_processes == 1 or not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), "mean")  # (total params,)
@@ -135,7 +138,8 @@ def broadcast_parameters(acc, params: list[torch.nn.Parameter]) -> None:
 
     with torch.no_grad():
         for p in params:
-            dist.broadcast(p.data, src=0)
+            if not isinstance(p, DTensor):  # FSDP's shards were cut from rank 0's values
+                dist.broadcast(p.data, src=0)
 
 
 def gather_rng(acc) -> list[dict]:
@@ -153,12 +157,14 @@ def count_machines(acc) -> int:
 
 
 def refuse_sharding(acc) -> None:
-    """FSDP, DeepSpeed and Megatron need the trained modules prepared by accelerate, which the loop
-    does not do (it calls the stages' own modules): stop in one sentence rather than run unsharded."""
+    """DeepSpeed and Megatron need the trained modules wrapped by their engines, which the loop does
+    not do (it calls the stages' own modules; FSDP shards them in place, :mod:`.sharding`): stop in
+    one sentence rather than run unsharded."""
     kind = acc.distributed_type.value
-    if kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
-        raise EveditError(f"evedit's training loop runs data-parallel only and cannot shard under {kind}; "
-                          "launch with configs/accelerate/ddp.yaml (or --multi_gpu) instead.")
+    if kind in ("DEEPSPEED", "MEGATRON_LM"):
+        raise EveditError(f"evedit's training loop cannot shard under {kind}; launch with "
+                          "configs/accelerate/fsdp-zero2.yaml (FSDP sharding gradients and optimizer state, "
+                          "as ZeRO-2 does) or configs/accelerate/ddp.yaml instead.")
 
 
 def describe(acc, machines: int, global_batch: str) -> str:

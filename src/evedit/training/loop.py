@@ -23,7 +23,9 @@ positions of that slot and its noise is seeded by the slot, so N processes x ``g
 train on exactly the items and noise of one process x ``grad_accum`` N*A (same global batch), and
 a checkpoint resumes under any process count. Stages call their own modules, so the loop does not
 wrap them in DDP; it averages the gradients itself (one all-reduce) before clipping, so clipping,
-the optimizer and EMA see the same synchronised gradients on every process. Logged train figures
+the optimizer and EMA see the same synchronised gradients on every process. Under FSDP
+(:mod:`evedit.training.sharding`) the trained modules' blocks are sharded in place and their
+gradients arrive averaged; sampling, evaluation and the export then run on every process. Logged train figures
 are means over processes; only the main process writes files (checkpoints, with every process's RNG
 states gathered to it; samples; metrics; TensorBoard; the export). On CPU the Accelerator is
 created with ``cpu=True``, without which torchrun processes silently train unsynchronised.
@@ -54,6 +56,7 @@ from .distributed import (
 )
 from .loop_checkpoints import Checkpointing, NonFiniteLoss
 from .recompute import enable_activation_checkpointing
+from .sharding import clip_gradients, main_or_scratch, shard_settings, shard_trainable, trained_state_bytes
 from .signals import ignore_sigint, raise_stop, sigint_to_flag
 from .turns import Turn
 
@@ -73,6 +76,7 @@ class Trainer(Checkpointing):
         self.last_eval: tuple[int, dict] | None = None
         self.train_time, self.first_step_end = 0.0, None
         self.bar_note = ""
+        self.sharded: list = []  # the blocks FSDP shards (evedit.training.sharding); [] unsharded
 
     # ---- setup ---------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -117,16 +121,22 @@ class Trainer(Checkpointing):
 
     def _turns(self) -> list[Turn]:
         """The stage's own turns, or one ``train`` turn over its trainable modules (AdamW, EMA)."""
+        settings, self.sharded = shard_settings(self.accelerator, self.cfg.shard), []
         if hasattr(self.stage, "turns"):  # the stage sets requires_grad and builds its optimizers
             for module in self.stage.modules().values():
                 module.to(self.accelerator.device)
             self.trainable = {}
+            if settings is not None:
+                self._note(f"FSDP: {self.stage.name} trains a few small parameters; it runs data-parallel.")
             return self.stage.turns()
         cfg = self.cfg
         self.trainable = self._freeze(self.stage.modules())
         if cfg.gradient_checkpointing:
             names = enable_activation_checkpointing(self.stage.modules())
-            self.bar_note = f"gradient checkpointing: {', '.join(names) or 'no model supports it'}."
+            self._note(f"gradient checkpointing: {', '.join(names) or 'no model supports it'}.")
+        if settings is not None:  # FSDP over the trained modules' blocks, cut from rank 0's values
+            self.sharded, note = shard_trainable(self.accelerator, list(self.trainable.values()), settings)
+            self._note(note)
         unique = {id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
                   for key, p in m.named_parameters()}  # a module listed twice is trained once
         params = list(unique.values())
@@ -134,6 +144,9 @@ class Trainer(Checkpointing):
         ema = EMAModel([p for _, p in params], decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
         return [Turn("train", params, optimizer, lambda batch, gen, _step: self.stage.loss(batch, gen),
                      self._lr, clip=cfg.clip_grad, ema=ema)]
+
+    def _note(self, text: str) -> None:
+        self.bar_note += ("\n" if self.bar_note else "") + text
 
     def _freeze(self, modules: dict) -> dict[str, torch.nn.Module]:
         """Place every module; freeze them all, then unfreeze exactly the trainable ones (by identity)."""
@@ -208,7 +221,7 @@ class Trainer(Checkpointing):
         average_gradients(acc, params)
         if acc.scaler is not None:
             acc.unscale_gradients(turn.optimizer)
-        norm = float(torch.nn.utils.clip_grad_norm_(params, turn.clip if turn.clip > 0 else float("inf")))
+        norm = clip_gradients(params, turn.clip)
         if acc.scaler is None and self._any(not math.isfinite(norm)):  # fp16's scaler skips such steps
             self._non_finite(f"gradient norm became {norm:.4g}", self.step, self.step + 1)
         self.confirm_checkpoint()  # the weights of self.step gave a finite loss
@@ -280,16 +293,21 @@ class Trainer(Checkpointing):
                 self.ema.restore(params)
             set_rng_state(saved)
 
+    def _everyone(self) -> bool:
+        """Whether this process takes part in sampling, evaluation and the export: the main one, and
+        under FSDP every one (a sharded block's forward and whole weights need them all)."""
+        return self.accelerator.is_main_process or bool(self.sharded)
+
     def sample(self) -> None:
         acc = self.accelerator
-        if acc.is_main_process:
-            with self._ema_weights(), acc.autocast():
-                self.stage.sample(self.out / "samples", self.step)
+        if self._everyone():
+            with self._ema_weights(), acc.autocast(), main_or_scratch(acc, self.out / "samples") as folder:
+                self.stage.sample(folder, self.step)
         acc.wait_for_everyone()
 
     def evaluate(self) -> dict:
         acc, metrics = self.accelerator, {}
-        if acc.is_main_process:
+        if self._everyone():
             with self._ema_weights(), acc.autocast():
                 metrics = {k: float(v) for k, v in self.stage.evaluate().items()}
         if acc.is_main_process and metrics:  # a stage without evaluation (FDD) logs nothing
@@ -338,18 +356,19 @@ class Trainer(Checkpointing):
         metrics = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else self.evaluate()
         summary = self.summary(wall, metrics)
         folder, acc = self.out / getattr(self.stage, "export_name", "export"), self.accelerator
-        if acc.is_main_process:
-            tmp = self.out / ".tmp-export"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            with self._ema_weights():
-                self.stage.export(tmp)
-            (tmp / "config.yaml").write_text(config_yaml(self.resolved), encoding="utf-8")
-            (tmp / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-            publish(tmp, folder)
-            if hasattr(self.stage, "after_export"):
-                self.stage.after_export(self.out, summary)
+        if self._everyone():
+            with main_or_scratch(acc, self.out / ".tmp-export") as tmp:
+                if acc.is_main_process:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    tmp.mkdir(parents=True)
+                with self._ema_weights():
+                    self.stage.export(tmp)
+                if acc.is_main_process:
+                    (tmp / "config.yaml").write_text(config_yaml(self.resolved), encoding="utf-8")
+                    (tmp / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+                    publish(tmp, folder)
+                    if hasattr(self.stage, "after_export"):
+                        self.stage.after_export(self.out, summary)
         acc.wait_for_everyone()
         return folder
 
@@ -365,6 +384,8 @@ class Trainer(Checkpointing):
             "steps_per_s": steady, "samples_seen": self.samples_seen,
             "num_processes": self.accelerator.num_processes, "num_machines": self.machines,
             "global_batch": self.global_batch(), "final_eval": metrics,
+            "trained_state_mb": trained_state_bytes([p for _, p in self.params], [t.optimizer for t in self.turns],
+                                                    self.ema) / 2**20,  # the main process's
             **({"world": self.stage.world_settings} if getattr(self.stage, "world_settings", None) else {}),
         }
 

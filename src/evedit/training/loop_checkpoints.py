@@ -27,6 +27,7 @@ from .checkpoint import (
     save_tree, step_dir, temp_dir,
 )
 from .distributed import gather_rng
+from .sharding import local
 from .config import config_yaml
 from .resume import load_newest_intact, trim_metrics, warn, write_manifest
 
@@ -54,10 +55,11 @@ class Checkpointing:
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_XXXXXX`` atomically (temporary folder, manifest, then rename)."""
         acc = self.accelerator
-        if self._any(not all(bool(torch.isfinite(p).all()) for _, p in self.params)):
+        if self._any(not all(bool(torch.isfinite(local(p)).all()) for _, p in self.params)):
             self._non_finite("weights became non-finite", self.step, self.step)
         tmp, final = temp_dir(self.ckpt_root, self.step), step_dir(self.ckpt_root, self.step)
         rngs = gather_rng(acc)  # every process's, written by the main process alone
+        whole = self.state.collect()  # FSDP: every process gathers the sharded tensors
         if acc.is_main_process:
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -67,7 +69,7 @@ class Checkpointing:
             meta = {"stage": self.stage.name, "step": self.step, "samples_seen": self.samples_seen,
                     "seed": self.cfg.seed, "num_processes": acc.num_processes,
                     "num_machines": getattr(self, "machines", 1), "global_batch": self.global_batch()}
-            self.state.save(tmp, meta, config_yaml(self.resolved))
+            self.state.save(tmp, meta, config_yaml(self.resolved), whole)
             write_manifest(tmp)
             publish(tmp, final)
             prune_checkpoints(self.ckpt_root, self.cfg.keep_checkpoints, protect=self.last_good)
