@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_multiprocess import AUDIT, BIN, assert_close, cli, records, t2i_recipe, weights
+from test_multiprocess import AUDIT, BIN, TINY, assert_close, cli, records, t2i_recipe, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
@@ -104,3 +104,24 @@ def test_a_bad_shard_setting_is_one_sentence(tmp_path):
 
     with pytest.raises(EveditError, match="shard must be one of none, fsdp, got 'zero3'"):
         check_train_config(TrainConfig(shard="zero3"))
+
+
+def test_a_sharded_controlnet_beside_a_frozen_unet_trains_as_one_process(runs):
+    """The edit adapter: its ControlNet's blocks sharded, the backbone whole and frozen on each process."""
+    root, text = runs["root"], (TINY / "edit-adapter.yaml").read_text()
+    text = text.replace("runs/codec/export/vae", str(runs["vae"])).replace(
+        "runs/t2i/export/unet", str(runs["one"] / "export" / "unet"))
+    recipes = {}
+    for name, extra in (("ea-two", "  shard: fsdp"), ("ea-one", "  grad_accum: 2")):
+        recipes[name] = root / f"{name}.yaml"
+        recipes[name].write_text(text.replace("train:\n", f"train:\n{extra}\n", 1))
+    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN / "evedit"), "train",
+           "edit-adapter", "--config", str(recipes["ea-two"]), "--out", str(root / "ea-two")]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FSDP: 8 blocks sharded (BasicTransformerBlock, ResnetBlock2D)." in done.stderr
+    assert cli("edit-adapter", "--config", recipes["ea-one"], "--out", root / "ea-one") == 0
+    two, one = weights(root / "ea-two", 2), weights(root / "ea-one", 2)
+    assert_close(two, one)
+    assert not torch.equal(two["controlnet.down_blocks.0.resnets.0.conv1.weight"],
+                           weights(root / "ea-two", 0)["controlnet.down_blocks.0.resnets.0.conv1.weight"])
