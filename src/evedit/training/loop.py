@@ -23,12 +23,12 @@ positions of that slot and its noise is seeded by the slot, so N processes x ``g
 train on exactly the items and noise of one process x ``grad_accum`` N*A (same global batch), and
 a checkpoint resumes under any process count. Stages call their own modules, so the loop does not
 wrap them in DDP; it averages the gradients itself (one all-reduce) before clipping, so clipping,
-the optimizer and EMA see the same synchronised gradients on every process. Under FSDP
-(:mod:`evedit.training.sharding`) the trained modules' blocks are sharded in place and their
-gradients arrive averaged; sampling, evaluation and the export then run on every process. Logged train figures
-are means over processes; only the main process writes files (checkpoints, with every process's RNG
-states gathered to it; samples; metrics; TensorBoard; the export). On CPU the Accelerator is
-created with ``cpu=True``, without which torchrun processes silently train unsynchronised.
+the optimizer and EMA see the same synchronised gradients on every process; under FSDP
+(:mod:`evedit.training.sharding`) the trained blocks are sharded in place, their gradients arrive
+averaged, and sampling, evaluation and the export run on every process. Logged train figures are
+means over processes; only the main process writes files (checkpoints, with every process's RNG
+states gathered to it; samples; metrics; TensorBoard; the export). On CPU the Accelerator is created
+with ``cpu=True``, without which torchrun processes silently train unsynchronised.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class Trainer(Checkpointing):
         self.last_eval: tuple[int, dict] | None = None
         self.train_time, self.first_step_end = 0.0, None
         self.bar_note = ""
-        self.sharded: list = []  # the blocks FSDP shards (evedit.training.sharding); [] unsharded
 
     # ---- setup ---------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -121,7 +120,7 @@ class Trainer(Checkpointing):
 
     def _turns(self) -> list[Turn]:
         """The stage's own turns, or one ``train`` turn over its trainable modules (AdamW, EMA)."""
-        settings, self.sharded = shard_settings(self.accelerator, self.cfg.shard), []
+        settings, self.sharded = shard_settings(self.accelerator, self.cfg.shard), []  # FSDP's blocks
         if hasattr(self.stage, "turns"):  # the stage sets requires_grad and builds its optimizers
             for module in self.stage.modules().values():
                 module.to(self.accelerator.device)
@@ -137,15 +136,14 @@ class Trainer(Checkpointing):
         if settings is not None:  # FSDP over the trained modules' blocks, cut from rank 0's values
             self.sharded, note = shard_trainable(self.accelerator, list(self.trainable.values()), settings)
             self._note(note)
-        unique = {id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
-                  for key, p in m.named_parameters()}  # a module listed twice is trained once
-        params = list(unique.values())
+        params = list({id(p): (f"{name}.{key}", p) for name, m in self.trainable.items()
+                       for key, p in m.named_parameters()}.values())  # a module listed twice is trained once
         optimizer = torch.optim.AdamW([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = EMAModel([p for _, p in params], decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
         return [Turn("train", params, optimizer, lambda batch, gen, _step: self.stage.loss(batch, gen),
                      self._lr, clip=cfg.clip_grad, ema=ema)]
 
-    def _note(self, text: str) -> None:
+    def _note(self, text: str) -> None:  # a line under the run's first log line
         self.bar_note += ("\n" if self.bar_note else "") + text
 
     def _freeze(self, modules: dict) -> dict[str, torch.nn.Module]:
@@ -294,8 +292,7 @@ class Trainer(Checkpointing):
             set_rng_state(saved)
 
     def _everyone(self) -> bool:
-        """Whether this process takes part in sampling, evaluation and the export: the main one, and
-        under FSDP every one (a sharded block's forward and whole weights need them all)."""
+        """This process samples, evaluates and exports: the main one, and under FSDP every one."""
         return self.accelerator.is_main_process or bool(self.sharded)
 
     def sample(self) -> None:
@@ -384,8 +381,8 @@ class Trainer(Checkpointing):
             "steps_per_s": steady, "samples_seen": self.samples_seen,
             "num_processes": self.accelerator.num_processes, "num_machines": self.machines,
             "global_batch": self.global_batch(), "final_eval": metrics,
-            "trained_state_mb": trained_state_bytes([p for _, p in self.params], [t.optimizer for t in self.turns],
-                                                    self.ema) / 2**20,  # the main process's
+            "trained_state_mb": trained_state_bytes(  # the main process's
+                [p for _, p in self.params], [t.optimizer for t in self.turns], self.ema) / 2**20,
             **({"world": self.stage.world_settings} if getattr(self.stage, "world_settings", None) else {}),
         }
 

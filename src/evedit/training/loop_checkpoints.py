@@ -94,7 +94,7 @@ class Checkpointing:
         self.last_saved = folder
         older = [p for p in list_checkpoints(self.ckpt_root) if checkpoint_step(p) < self.step]
         self.last_good = older[-1] if older else None  # trained past, so its next loss was finite
-        self.bar_note += ("\n" if self.bar_note else "") + f"Resuming from '{folder}' (step {self.step})."
+        self._note(f"Resuming from '{folder}' (step {self.step}).")
         processes, batch = getattr(self, "saved_layout", (None, None))
         if processes is not None and (processes, batch) != (self.accelerator.num_processes, self.global_batch()):
             self.bar_note += (f" It was saved by {processes} process(es) at global batch {batch}; the data "
