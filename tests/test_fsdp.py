@@ -6,16 +6,14 @@ with a recipe asking for ``shard: fsdp`` (accelerate's FSDP configs need GPUs).
 """
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_multiprocess import AUDIT, BIN, TINY, assert_close, cli, records, t2i_recipe, weights
+from test_multiprocess import TINY, assert_close, audited_launch, cli, records, t2i_recipe, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
@@ -32,16 +30,8 @@ def runs(tmp_path_factory):
     assert cli("codec", "--config", Path(__file__).resolve().parents[1] / "configs" / "tiny" / "codec.yaml",
                "--out", root / "codec") == 0
     vae = root / "codec" / "export" / "vae"
-    audit, out2 = root / "audit", root / "two"
-    audit.mkdir()
-    (root / "site").mkdir()
-    (root / "site" / "sitecustomize.py").write_text(AUDIT)
-    env = {**os.environ, "PYTHONPATH": str(root / "site"), "EVEDIT_AUDIT_OUT": str(out2),
-           "EVEDIT_AUDIT_DIR": str(audit), "OMP_NUM_THREADS": "1"}
-    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN / "evedit"),
-           "train", "t2i", "--config", str(sharded_recipe(root, vae)), "--out", str(out2)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out2, audit = root / "two", root / "audit"
+    done = audited_launch(root, ["train", "t2i", "--config", sharded_recipe(root, vae)], out2, audit)
     out1 = root / "one"
     assert cli("t2i", "--config", t2i_recipe(root, vae, 2), "--out", out1) == 0
     return {"root": root, "vae": vae, "two": out2, "one": out1, "audit": audit, "stderr": done.stderr}
@@ -115,10 +105,8 @@ def test_a_sharded_controlnet_beside_a_frozen_unet_trains_as_one_process(runs):
     for name, extra in (("ea-two", "  shard: fsdp"), ("ea-one", "  grad_accum: 2")):
         recipes[name] = root / f"{name}.yaml"
         recipes[name].write_text(text.replace("train:\n", f"train:\n{extra}\n", 1))
-    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN / "evedit"), "train",
-           "edit-adapter", "--config", str(recipes["ea-two"]), "--out", str(root / "ea-two")]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = audited_launch(root, ["train", "edit-adapter", "--config", recipes["ea-two"]], root / "ea-two",
+                          root / "ea-audit")
     assert "FSDP: 8 blocks sharded (BasicTransformerBlock, ResnetBlock2D)." in done.stderr
     assert cli("edit-adapter", "--config", recipes["ea-one"], "--out", root / "ea-one") == 0
     two, one = weights(root / "ea-two", 2), weights(root / "ea-one", 2)

@@ -84,21 +84,28 @@ def assert_close(a: dict, b: dict) -> None:
     assert worst < 1e-5, worst
 
 
+def audited_launch(root: Path, args: list, out: Path, audit: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch --cpu --num_processes 2 $(which evedit) ARGS --out OUT`` as the README
+    says, each process's file writes under ``out`` recorded into ``audit`` (the AUDIT hook)."""
+    audit.mkdir()
+    (root / "site").mkdir(exist_ok=True)
+    (root / "site" / "sitecustomize.py").write_text(AUDIT)
+    env = {**os.environ, "PYTHONPATH": str(root / "site"), "EVEDIT_AUDIT_OUT": str(out),
+           "EVEDIT_AUDIT_DIR": str(audit), "OMP_NUM_THREADS": "1"}
+    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN / "evedit"),
+           *map(str, args), "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mp")
     assert cli("codec", "--config", TINY / "codec.yaml", "--out", root / "codec") == 0
     vae = root / "codec" / "export" / "vae"
-    audit, out2 = root / "audit", root / "two"
-    audit.mkdir()
-    (root / "site").mkdir()
-    (root / "site" / "sitecustomize.py").write_text(AUDIT)
-    env = {**os.environ, "PYTHONPATH": str(root / "site"), "EVEDIT_AUDIT_OUT": str(out2),
-           "EVEDIT_AUDIT_DIR": str(audit), "OMP_NUM_THREADS": "1"}
-    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN / "evedit"),
-           "train", "t2i", "--config", str(t2i_recipe(root, vae, 1)), "--out", str(out2)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out2, audit = root / "two", root / "audit"
+    done = audited_launch(root, ["train", "t2i", "--config", t2i_recipe(root, vae, 1)], out2, audit)
     out1 = root / "one"
     assert cli("t2i", "--config", t2i_recipe(root, vae, 2), "--out", out1) == 0
     return {"root": root, "vae": vae, "two": out2, "one": out1, "audit": audit, "stderr": done.stderr}
