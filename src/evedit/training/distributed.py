@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
-from torch.distributed.tensor import DTensor
 
 from ..errors import EveditError
 from .checkpoint import rng_state
+from .sharding import is_sharded
 
 RANK_VARS = ("WORLD_SIZE", "RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -119,7 +119,7 @@ def any_process(acc, flag: bool) -> bool:
 
 def average_gradients(acc, params: list[torch.nn.Parameter]) -> None:
     """Replace each gradient by its mean over the processes (one all-reduce; missing ones count 0)."""
-    params = [p for p in params if not isinstance(p, DTensor)]  # FSDP's arrive averaged
+    params = [p for p in params if not is_sharded(p)]  # FSDP's arrive averaged
     if acc.num_processes == 1 or not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -138,7 +138,7 @@ def broadcast_parameters(acc, params: list[torch.nn.Parameter]) -> None:
 
     with torch.no_grad():
         for p in params:
-            if not isinstance(p, DTensor):  # FSDP's shards were cut from rank 0's values
+            if not is_sharded(p):  # FSDP's shards were cut from rank 0's values
                 dist.broadcast(p.data, src=0)
 
 
