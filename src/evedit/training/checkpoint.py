@@ -259,7 +259,7 @@ class TrainState:
         state = {**meta, "ema": ema_meta, "format": FORMAT}
         (folder / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
-    def load(self, folder: Path, stage_name: str, device: torch.device | str) -> dict:
+    def load(self, folder: Path, stage_name: str) -> dict:
         """Restore from ``folder`` (pickles refused); returns its ``state.json``."""
         refuse_pickles(folder)
         meta = read_state(folder)

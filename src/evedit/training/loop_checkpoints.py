@@ -79,7 +79,7 @@ class Checkpointing:
 
     def load_checkpoint(self, folder: Path) -> dict:
         """Restore weights, EMA, optimizer, scaler and position; returns the RNG state to apply last."""
-        meta = self.state.load(folder, self.stage.name, self.accelerator.device)
+        meta = self.state.load(folder, self.stage.name)
         rank = self.accelerator.process_index
         rng = load_tree(folder, f"rng_{rank}" if (folder / f"rng_{rank}.json").is_file() else "rng_0")
         self.step = self.start_step = int(meta["step"])
