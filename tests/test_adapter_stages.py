@@ -246,6 +246,40 @@ def test_first_frame_keep_mask_switches_items_off():
     assert feats[:3].abs().sum() > 0 and feats[3:].abs().sum() == 0
 
 
+def test_first_frame_every_frame_hands_the_latent_to_every_frame(tmp_path):
+    from evedit.models.video_adapter import FirstFrameBranch
+
+    first = torch.randn(1, 4, 6, 6)
+    zero_padded, every = FirstFrameBranch(4, 8), FirstFrameBranch(4, 8, every_frame=True)
+    torch.nn.init.normal_(zero_padded.conv.weight)
+    every.load_state_dict(zero_padded.state_dict())
+    a, b = zero_padded(first, 3), every(first, 3)  # (F, 8, 6, 6)
+    assert torch.equal(a[0], b[0])  # frame 0: the latent and the mask, in both layouts
+    assert a[1:].abs().sum() == 0 and b[1:].abs().sum() > 0
+    assert torch.equal(b[1], b[2])  # the other frames: the latent without the mask
+    assert not torch.allclose(b[0], b[1])  # the mask tells frame 0 apart
+    every.save_pretrained(tmp_path / "ff")
+    assert FirstFrameBranch.from_pretrained(tmp_path / "ff").every_frame is True
+
+
+def test_video_adapter_init_from_continues_with_either_frame_layout(parts, tmp_path):
+    first = VideoAdapterStage(VideoAdapterConfig(**parts))
+    with torch.no_grad():  # "trained": the branch and the temporal output projections non-zero
+        first.first_frame.conv.weight.normal_()
+        for m in first.trainable_modules():
+            for p in m.parameters():
+                p.add_(0.01)
+    first.export(tmp_path / "video")
+    for every in (False, True):
+        cont = VideoAdapterStage(VideoAdapterConfig(**parts, init_from=str(tmp_path / "video"), every_frame=every))
+        assert cont.first_frame.every_frame is every
+        assert torch.equal(cont.first_frame.conv.weight, first.first_frame.conv.weight)
+        ours, theirs = cont.model.state_dict(), first.model.state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "motion_modules." in k)
+    fresh = VideoAdapterStage(VideoAdapterConfig(**parts))
+    assert fresh.first_frame.conv.weight.abs().sum() == 0
+
+
 @pytest.mark.parametrize("stage", ["edit-adapter", "video-adapter"])
 def test_two_step_smoke_through_the_cli(parts, tmp_path, stage):
     import yaml

@@ -8,6 +8,12 @@
   first-frame latent plus a mask channel (1 on frame 0, 0 elsewhere) through one zero-initialised
   conv and adds the result to the backbone's ``conv_in`` output through a forward hook
   (:func:`~evedit.models.hooks.added_to_input`), so the diffusers forward is composed, not forked.
+  Emu Video zero-pads the frame to the other positions (``every_frame=False``): those frames see
+  it only through the temporal layers, and with the spatial layers frozen the trained branch is
+  nearly ignored (a different first frame moves EVE's other frames by 0.01 to 0.1 grey levels,
+  ``benchmarks/results/first_frame_path.md``). ``every_frame=True`` hands the latent to every
+  frame, the mask still marking frame 0: Stable Video Diffusion's replication of the conditioning
+  latent (Blattmann et al. 2023), not EVE's (decided here by the proxy in that file).
 """
 
 from __future__ import annotations
@@ -28,22 +34,27 @@ class FirstFrameBranch(ModelMixin, ConfigMixin):
     """Zero-initialised conv from (first-frame latent, mask) to the backbone's first features."""
 
     @register_to_config
-    def __init__(self, latent_channels: int = 4, out_channels: int = 32):
+    def __init__(self, latent_channels: int = 4, out_channels: int = 32, every_frame: bool = False):
         super().__init__()
+        self.every_frame = every_frame
         # no bias: frames without a given frame (mask 0, latent 0) receive exactly nothing
         self.conv = nn.Conv2d(latent_channels + 1, out_channels, kernel_size=3, padding=1, bias=False)
         nn.init.zeros_(self.conv.weight)
 
     def forward(self, first_frame: torch.Tensor, num_frames: int,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``first_frame`` (B, C, h, w) -> features (B*F, out, h, w), frames folded batch-major.
+        """``first_frame`` (B, C, h, w) -> features (B*F, out, h, w), frames folded batch-major:
+        at frame 0 only, or (``every_frame``) at every frame.
 
         ``keep`` (B,) in {0, 1} switches the conditioning off per item (frame and mask both 0,
         so those items receive exactly nothing): training mixes conditioned and free items.
         """
         b, c, h, w = first_frame.shape
         cond = first_frame.new_zeros(b, c + 1, num_frames, h, w)  # (B, C+1, F, h, w)
-        cond[:, :c, 0] = first_frame
+        if self.every_frame:
+            cond[:, :c] = first_frame.unsqueeze(2)  # every frame sees it; the mask marks frame 0
+        else:
+            cond[:, :c, 0] = first_frame
         cond[:, c, 0] = 1.0
         if keep is not None:
             cond = cond * keep.to(cond).view(-1, 1, 1, 1, 1)

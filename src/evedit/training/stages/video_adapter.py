@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import MotionAdapter
+from safetensors.torch import load_file
 from torch import nn
 
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
@@ -44,6 +46,8 @@ class VideoAdapterConfig:
     train_length: int = 100_000
     seed: int = 0
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
+    every_frame: bool = False  # the first frame handed to every frame (FirstFrameBranch.every_frame)
+    init_from: str | None = None  # a video-adapter folder (motion_adapter/, first_frame/) to continue
 
 
 def motion_modules(model) -> list[nn.Module]:
@@ -58,11 +62,17 @@ class VideoAdapterStage:
     def __init__(self, config: VideoAdapterConfig):
         self.config = config
         self.vae, unet = load_vae(config.vae_path), load_unet(config.unet_path)
-        self.model = motion_unet(unet, new_motion_adapter(**config.motion))
+        adapter = (MotionAdapter.from_pretrained(Path(config.init_from) / "motion_adapter")
+                   if config.init_from else new_motion_adapter(**config.motion))
+        self.model = motion_unet(unet, adapter)
         self.model.requires_grad_(False)
         self.first_frame = FirstFrameBranch(
-            latent_channels=unet.config.in_channels, out_channels=unet.config.block_out_channels[0]
+            latent_channels=unet.config.in_channels, out_channels=unet.config.block_out_channels[0],
+            every_frame=config.every_frame,
         )
+        if config.init_from:  # the branch's weights; its frame layout is this recipe's
+            self.first_frame.load_state_dict(
+                load_file(Path(config.init_from) / "first_frame" / "diffusion_pytorch_model.safetensors"))
         self.hook = FirstFrameHook(self.model, self.first_frame)
         self.text, self.schedule = text_encoder(), NoiseSchedule()
         for module in self.trainable_modules():
