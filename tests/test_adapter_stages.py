@@ -278,6 +278,8 @@ def test_video_adapter_init_from_continues_with_either_frame_layout(parts, tmp_p
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "motion_modules." in k)
     fresh = VideoAdapterStage(VideoAdapterConfig(**parts))
     assert fresh.first_frame.conv.weight.abs().sum() == 0
+    with pytest.raises(EveditError, match="is not a motion adapter folder"):
+        VideoAdapterStage(VideoAdapterConfig(**parts, init_from=str(tmp_path / "missing")))
 
 
 @pytest.mark.parametrize("stage", ["edit-adapter", "video-adapter"])

@@ -13,7 +13,7 @@
   nearly ignored (a different first frame moves EVE's other frames by 0.01 to 0.1 grey levels,
   ``benchmarks/results/first_frame_path.md``). ``every_frame=True`` hands the latent to every
   frame, the mask still marking frame 0: Stable Video Diffusion's replication of the conditioning
-  latent (Blattmann et al. 2023), not EVE's (decided here by the proxy in that file).
+  latent (Blattmann et al. 2023), not EVE's; an option, off by default (the proxy in that file).
 """
 
 from __future__ import annotations

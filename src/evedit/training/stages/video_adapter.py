@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from diffusers import MotionAdapter
-from safetensors.torch import load_file
 from torch import nn
 
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
@@ -29,7 +28,9 @@ from ...models.video_adapter import (
     FirstFrameBranch, FirstFrameHook, motion_adapter_of, motion_unet, new_motion_adapter,
 )
 from ..store import drop_states, open_store, store_world
-from .common import drop_texts, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss
+from .common import (
+    drop_texts, load_trainable, load_unet, load_vae, psnr, text_encoder, to_uint8, weighted_denoising_loss,
+)
 
 
 @dataclass
@@ -62,17 +63,18 @@ class VideoAdapterStage:
     def __init__(self, config: VideoAdapterConfig):
         self.config = config
         self.vae, unet = load_vae(config.vae_path), load_unet(config.unet_path)
-        adapter = (MotionAdapter.from_pretrained(Path(config.init_from) / "motion_adapter")
-                   if config.init_from else new_motion_adapter(**config.motion))
+        init = Path(config.init_from) if config.init_from else None
+        adapter = (load_trainable(MotionAdapter, init / "motion_adapter", "motion adapter") if init
+                   else new_motion_adapter(**config.motion))
         self.model = motion_unet(unet, adapter)
         self.model.requires_grad_(False)
         self.first_frame = FirstFrameBranch(
             latent_channels=unet.config.in_channels, out_channels=unet.config.block_out_channels[0],
             every_frame=config.every_frame,
         )
-        if config.init_from:  # the branch's weights; its frame layout is this recipe's
-            self.first_frame.load_state_dict(
-                load_file(Path(config.init_from) / "first_frame" / "diffusion_pytorch_model.safetensors"))
+        if init:  # the branch's weights; its frame layout is this recipe's
+            trained = load_trainable(FirstFrameBranch, init / "first_frame", "first-frame branch")
+            self.first_frame.load_state_dict(trained.state_dict())
         self.hook = FirstFrameHook(self.model, self.first_frame)
         self.text, self.schedule = text_encoder(), NoiseSchedule()
         for module in self.trainable_modules():
