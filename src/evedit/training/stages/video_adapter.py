@@ -48,7 +48,8 @@ class VideoAdapterConfig:
     seed: int = 0
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: unweighted MSE
     every_frame: bool = False  # the first frame handed to every frame (FirstFrameBranch.every_frame)
-    init_from: str | None = None  # a video-adapter folder (motion_adapter/, first_frame/) to continue
+    init_from: str | None = None  # a video-adapter folder (motion_adapter/, first_frame/) to continue; its
+    # motion_adapter config then replaces `motion`
 
 
 def motion_modules(model) -> list[nn.Module]:
