@@ -259,7 +259,7 @@ def test_first_frame_every_frame_hands_the_latent_to_every_frame(tmp_path):
     assert torch.equal(b[1], b[2])  # the other frames: the latent without the mask
     assert not torch.allclose(b[0], b[1])  # the mask tells frame 0 apart
     every.save_pretrained(tmp_path / "ff")
-    assert FirstFrameBranch.from_pretrained(tmp_path / "ff").every_frame is True
+    assert FirstFrameBranch.from_pretrained(tmp_path / "ff").config.every_frame is True
 
 
 def test_video_adapter_init_from_continues_with_either_frame_layout(parts, tmp_path):
@@ -272,7 +272,7 @@ def test_video_adapter_init_from_continues_with_either_frame_layout(parts, tmp_p
     first.export(tmp_path / "video")
     for every in (False, True):
         cont = VideoAdapterStage(VideoAdapterConfig(**parts, init_from=str(tmp_path / "video"), every_frame=every))
-        assert cont.first_frame.every_frame is every
+        assert cont.first_frame.config.every_frame is every
         assert torch.equal(cont.first_frame.conv.weight, first.first_frame.conv.weight)
         ours, theirs = cont.model.state_dict(), first.model.state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs if "motion_modules." in k)

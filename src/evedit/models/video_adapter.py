@@ -36,7 +36,6 @@ class FirstFrameBranch(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, latent_channels: int = 4, out_channels: int = 32, every_frame: bool = False):
         super().__init__()
-        self.every_frame = every_frame
         # no bias: frames without a given frame (mask 0, latent 0) receive exactly nothing
         self.conv = nn.Conv2d(latent_channels + 1, out_channels, kernel_size=3, padding=1, bias=False)
         nn.init.zeros_(self.conv.weight)
@@ -51,7 +50,7 @@ class FirstFrameBranch(ModelMixin, ConfigMixin):
         """
         b, c, h, w = first_frame.shape
         cond = first_frame.new_zeros(b, c + 1, num_frames, h, w)  # (B, C+1, F, h, w)
-        if self.every_frame:
+        if self.config.every_frame:
             cond[:, :c] = first_frame.unsqueeze(2)  # every frame sees it; the mask marks frame 0
         else:
             cond[:, :c, 0] = first_frame
