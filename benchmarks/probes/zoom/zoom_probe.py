@@ -105,7 +105,7 @@ def main():
     clock = time.perf_counter()
     for n, it in enumerate(items):
         ex = item_example(it.meta["seed"], it.task, it.meta["config"])
-        base, masks, dirs = run(pipe, it.frames, it.instruction, it.task)
+        base, _, dirs = run(pipe, it.frames, it.instruction, it.task)
         rows["base"].append(score(ex, it, base, read_colour, edit_accuracy, psnr, flicker))
         outs = [base]
         for s in sides:
