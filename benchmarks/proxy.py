@@ -140,7 +140,7 @@ def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, 
 
 
 def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
-            model_folder: Path = ROOT / "models" / "shapeworld") -> dict:
+            model_folder: Path = ROOT / "models" / "shapeworld", per_task: int = 16) -> dict:
     run = recipe.parent / "run" / "export"
     summary = json.loads((run / "train_summary.json").read_text())
     row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
@@ -148,18 +148,18 @@ def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
         row.update(t2i_figures(run, vae, items, grid_path))
     if stage == "edit-adapter":
-        row.update(edit_figures(run, per_task=16, model_folder=model_folder, recipe=recipe, grid_path=grid_path))
+        row.update(edit_figures(run, per_task=per_task, model_folder=model_folder, recipe=recipe, grid_path=grid_path))
     return row
 
 
-def write_table(spec: dict, name: str, rows: dict[str, dict], minutes: float) -> Path:
+def write_table(spec: dict, name: str, rows: dict[str, dict], minutes: float, options: str = "") -> Path:
     keys = sorted({k for r in rows.values() for k in r} - {"steps", "train_min"})
     fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [f"# Proxy: {name} ({spec['stage']})", "",
              f"{date.today()}, {platform.machine()} ({os.cpu_count()} CPUs). {len(rows)} variants of "
              f"`{spec['base']}` trained side by side, one thread each, {minutes:g} min of training time "
              "each; figures are each export's final evaluation on the stage's fixed validation items.",
-             f"Command: `python benchmarks/proxy.py benchmarks/proxies/{name}.yaml`.", "",
+             f"Command: `python benchmarks/proxy.py benchmarks/proxies/{name}.yaml{options}`.", "",
              "| variant | steps | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
     for variant, r in rows.items():
         lines.append(f"| {variant} | {r['steps']} | " + " | ".join(fmt(r.get(k)) for k in keys) + " |")
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, help="override the file's training-time budget")
     parser.add_argument("--out", type=Path, help="run folder (default runs/proxy/NAME)")
     parser.add_argument("--eval-items", type=int, default=64, help="t2i: test captions ranked by ShapeCLIP")
+    parser.add_argument("--per-task", type=int, default=16, help="edit-adapter: test frames per local task")
     args = parser.parse_args(argv)
     spec = OmegaConf.to_container(OmegaConf.load(args.proxy))
     name, minutes = args.proxy.stem, args.minutes or spec["minutes"]
@@ -183,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     train_side_by_side(spec["stage"], recipes, minutes)
     grids = ROOT / "results" / "proxy"
     model = ROOT / spec.get("model", "models/shapeworld")  # edit-adapter: the parts around the variant's
-    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model)
+    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model, args.per_task)
             for v, r in recipes.items()}
-    print(write_table(spec, name, rows, minutes).read_text())
+    options = "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])[1:])
+    print(write_table(spec, name, rows, minutes, options).read_text())
 
 
 if __name__ == "__main__":
