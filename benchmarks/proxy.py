@@ -152,14 +152,14 @@ def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
     return row
 
 
-def write_table(spec: dict, name: str, rows: dict[str, dict], minutes: float, options: str = "") -> Path:
+def write_table(spec: dict, name: str, rows: dict[str, dict], minutes: float, args: list[str]) -> Path:
     keys = sorted({k for r in rows.values() for k in r} - {"steps", "train_min"})
     fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [f"# Proxy: {name} ({spec['stage']})", "",
              f"{date.today()}, {platform.machine()} ({os.cpu_count()} CPUs). {len(rows)} variants of "
              f"`{spec['base']}` trained side by side, one thread each, {minutes:g} min of training time "
              "each; figures are each export's final evaluation on the stage's fixed validation items.",
-             f"Command: `python benchmarks/proxy.py benchmarks/proxies/{name}.yaml{options}`.", "",
+             f"Command: `python benchmarks/proxy.py {' '.join(args)}`.", "",
              "| variant | steps | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
     for variant, r in rows.items():
         lines.append(f"| {variant} | {r['steps']} | " + " | ".join(fmt(r.get(k)) for k in keys) + " |")
@@ -186,8 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     model = ROOT / spec.get("model", "models/shapeworld")  # edit-adapter: the parts around the variant's
     rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model, args.per_task)
             for v, r in recipes.items()}
-    options = "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])[1:])
-    print(write_table(spec, name, rows, minutes, options).read_text())
+    print(write_table(spec, name, rows, minutes, argv if argv is not None else sys.argv[1:]).read_text())
 
 
 if __name__ == "__main__":
