@@ -282,6 +282,17 @@ def test_video_adapter_init_from_continues_with_either_frame_layout(parts, tmp_p
         VideoAdapterStage(VideoAdapterConfig(**parts, init_from=str(tmp_path / "missing")))
 
 
+def test_video_adapter_takes_the_backbone_widths(parts, tmp_path):
+    wide = tmp_path / "wide-unet"
+    UNet2DConditionModel(**{**SHAPEWORLD_UNET, "block_out_channels": (64, 128, 128)}).save_pretrained(wide)
+    stage = VideoAdapterStage(VideoAdapterConfig(vae_path=parts["vae_path"], unet_path=str(wide)))
+    widths = {m.proj_in.in_features for m in stage.trainable_modules() if hasattr(m, "proj_in")}
+    assert widths == {64, 128}
+    stage.export(tmp_path / "video")
+    with pytest.raises(EveditError, match="block widths"):
+        VideoAdapterStage(VideoAdapterConfig(**parts, init_from=str(tmp_path / "video")))
+
+
 @pytest.mark.parametrize("stage", ["edit-adapter", "video-adapter"])
 def test_two_step_smoke_through_the_cli(parts, tmp_path, stage):
     import yaml

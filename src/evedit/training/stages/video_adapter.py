@@ -19,6 +19,7 @@ import torch
 from diffusers import MotionAdapter
 from torch import nn
 
+from ...errors import EveditError
 from ...diffusion import NoiseSchedule, cfg, ddim_sample, ddim_timesteps
 from ...io import write_video
 from ...losses import denoising_loss
@@ -38,7 +39,8 @@ class VideoAdapterConfig:
     vae_path: str = "runs/codec/export/vae"
     unet_path: str = "runs/t2i/export/unet"
     data: dict = field(default_factory=lambda: {"kind": "shapeworld"})
-    motion: dict = field(default_factory=lambda: dict(SHAPEWORLD_MOTION))  # MotionAdapter config
+    motion: dict = field(default_factory=lambda: dict(SHAPEWORLD_MOTION))  # MotionAdapter config; its
+    # block_out_channels are always the backbone's (a temporal layer sits after each of its blocks)
     first_frame_prob: float = 0.9  # share of items conditioned on their clean first frame
     drop_caption: float = 0.1  # caption dropout for classifier-free guidance
     eval_items: int = 8
@@ -65,8 +67,13 @@ class VideoAdapterStage:
         self.config = config
         self.vae, unet = load_vae(config.vae_path), load_unet(config.unet_path)
         init = Path(config.init_from) if config.init_from else None
+        widths = tuple(unet.config.block_out_channels)
         adapter = (load_trainable(MotionAdapter, init / "motion_adapter", "motion adapter") if init
-                   else new_motion_adapter(**config.motion))
+                   else new_motion_adapter(**{**config.motion, "block_out_channels": widths}))
+        if tuple(adapter.config.block_out_channels) != widths:
+            raise EveditError(f"init_from {init} holds temporal layers for block widths "
+                              f"{tuple(adapter.config.block_out_channels)}, but the backbone "
+                              f"{config.unet_path} has {widths}.")
         self.model = motion_unet(unet, adapter)
         self.model.requires_grad_(False)
         self.first_frame = FirstFrameBranch(
