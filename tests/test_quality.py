@@ -7,7 +7,8 @@ import pytest
 
 from evedit.cli import main
 from evedit.models import shipped_shapeworld_folder
-from evedit.training.quality import TARGETS, quality_markdown, write_report
+from evedit.training.quality import TARGETS
+from evedit.training.quality_card import quality_markdown, write_report
 
 SHIPPED = shipped_shapeworld_folder()
 pytestmark = pytest.mark.skipif(not (SHIPPED / "evedit_model.json").is_file(),
@@ -132,3 +133,12 @@ def test_sdedit_round_trip_is_the_codec_at_t0_and_keeps_less_from_more_noise():
     kept = [psnr(sdedit_round_trip(model, x, captions, t, 5, 4.0, torch.Generator().manual_seed(0)), x).mean()
             for t in (200, 900)]
     assert kept[0] > kept[1] + 3  # from t = 900 little of the frame is left to keep
+
+
+def test_report_gives_identity_beside_the_teacher(quick):
+    ident = quick["edit_teacher"]["identity_psnr_per_task"]
+    assert set(ident) == set(quick["edit_teacher"]["psnr_per_task"])
+    # Returning the input is the floor: it scores low where the whole frame changes and well where
+    # one object does; a floor computed against the wrong frames (output vs output) gives 100 dB.
+    assert ident["invert"] < 12 < ident["color"] < 60
+    assert "| Identity (input unchanged) |" in quality_markdown(quick)

@@ -256,7 +256,8 @@ def model_report(
     card: bool = typer.Option(True, "--card/--no-card", help="Add the figures to the folder's README.md."),
 ) -> None:
     """Measure every pretrained part on the held-out test split; write quality.json (and the card)."""
-    from .training.quality import SIZES, quality_markdown, quality_report, write_report
+    from .training.quality import SIZES, quality_report
+    from .training.quality_card import quality_markdown, write_report
 
     if size not in SIZES:
         raise EveditError(f"Unknown --size {size!r}; choose from {', '.join(SIZES)}.")

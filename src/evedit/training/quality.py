@@ -1,7 +1,7 @@
 """The pretraining quality report: every figure the pretraining recipe promises, on held-out data.
 
 ``evedit model report --model models/shapeworld`` measures a ShapeWorld model folder on the **test
-split** (seeds ``[2e6, 2.1e6)``, never seen in training) and writes ``quality.json``; ``--card``
+split** (seeds ``[2e6, 2.1e6)``, never seen in training) and writes ``quality.json`` (:mod:`evedit.training.quality_card`); ``--card``
 adds the table to the folder's model card. The figures and their targets:
 
 - ``codec``: reconstruction PSNR of test frames (target >= 30 dB);
@@ -28,7 +28,6 @@ so the same folder gives the same report.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +154,8 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
     :func:`evedit.editing.conditioning.encode_texts` does; ``with_caption`` hands it the
     ground-truth output caption instead (figures labelled "caption given").
     Scales default to the teacher's own (:class:`~evedit.training.fdd.config.FDDConfig`), the
-    ones FDD and the baselines sample it with.
+    ones FDD and the baselines sample it with. ``identity_psnr_per_task`` is the floor on the same
+    frames (:func:`identity_psnr`).
     """
     image_scale, text_scale = teacher_scales(image_scale, text_scale)
     out: dict[str, float] = {}
@@ -176,9 +176,22 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
         accuracy[task] = float(np.mean(judged)) if judged else None
     judged_tasks = [a for a in accuracy.values() if a is not None]
     return {"psnr_mean": float(np.mean(list(out.values()))), "psnr_per_task": out,
+            "identity_psnr_per_task": identity_psnr(per_task, split, model.spec.world_config()),
             "accuracy_mean": float(np.mean(judged_tasks)) if judged_tasks else None, "accuracy_per_task": accuracy,
             "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale,
             "caption": "output caption given" if with_caption else "instruction alone"}
+
+
+def identity_psnr(per_task: int, split: str = "test", config=None) -> dict[str, float]:
+    """Per task, the PSNR of returning the input frame unchanged, on the frames
+    :func:`edit_teacher_quality` edits: the floor an edit teacher must clear (issue 16's "above
+    Identity" check)."""
+    out = {}
+    for task in TASKS:
+        data = EditTripletDataset(split, per_task, tasks=(task,), config=config)
+        values = [_psnr(b["input_image"], b["output_image"]) for b in _batches(data, per_task, 16)]
+        out[task] = float(torch.cat(values).mean())
+    return out
 
 
 def teacher_scales(image_scale: float | None, text_scale: float | None) -> tuple[float, float]:
@@ -350,51 +363,3 @@ def _get(report: dict, dotted: str):
 def _met(report: dict, dotted: str, target: float):
     value = _get(report, dotted)
     return None if value is None else bool(value >= target)
-
-
-def quality_markdown(report: dict) -> str:
-    """The report as the model card's "Quality" section."""
-    lines = ["## Quality (held-out test split, `evedit model report`)", "",
-             "| figure | value | target | met |", "|---|---:|---:|---|"]
-    for key, t in report["targets"].items():
-        value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
-        lines.append(f"| {key} | {value} | {t['target']:g} | {'yes' if t['met'] else 'no'} |")
-    v = report.get("video_teacher")
-    if v:
-        lines += ["", f"Video teacher ({v['items']} clips from a real first frame, DDIM {v['steps']}): "
-                  f"first-frame PSNR {v['first_frame_psnr']:.2f} dB; ShapeCLIP frame consistency "
-                  f"{v['clip_frame_generated']:.3f} (real clips {v['clip_frame_real']:.3f}); motion ratio "
-                  f"{v['motion_ratio']:.2f} (generated / real mean frame change)."]
-    e = report.get("edit_teacher")
-    if e:
-        lines += ["", f"Edit teacher PSNR per task (dB, {e['frames_per_task']} frames each, DDIM {e['steps']}):", "",
-                  "| " + " | ".join(e["psnr_per_task"]) + " |", "|" + "---:|" * len(e["psnr_per_task"]),
-                  "| " + " | ".join(f"{x:.1f}" for x in e["psnr_per_task"].values()) + " |"]
-        acc = e.get("accuracy_per_task")
-        if acc:
-            lines += ["", "Edit teacher accuracy per task (share of frames where the asked change happened):", "",
-                      "| " + " | ".join(acc) + " |", "|" + "---:|" * len(acc),
-                      "| " + " | ".join("–" if x is None else f"{x:.2f}" for x in acc.values()) + " |"]
-    s = report.get("shapeclip")
-    if s:
-        pairs = ", ".join(f"{k.removeprefix('image_pair_')} {v:.2f}" for k, v in s.items() if k.startswith("image_pair_"))
-        lines += ["", f"ShapeCLIP video-tower top-1: {s['video_top1']:.3f}"
-                  + (f"; frame vs one-attribute-off caption, pairwise: {pairs}." if pairs else ".")]
-    lines += ["", f"Measured in {report['seconds'] / 60:.1f} min.", ""]
-    return "\n".join(lines)
-
-
-def write_report(folder: str | Path, report: dict, card: bool = True) -> Path:
-    """``quality.json`` in the folder; with ``card``, the folder's README.md gets the section."""
-    folder = Path(folder)
-    path = folder / "quality.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
-    readme = folder / "README.md"
-    if card and readme.is_file():
-        text = readme.read_text().split("## Quality (held-out test split")[0].rstrip() + "\n\n"
-        tmp = readme.with_suffix(".md.tmp")
-        tmp.write_text(text + quality_markdown(report))
-        tmp.replace(readme)
-    return path
