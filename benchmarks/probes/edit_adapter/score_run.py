@@ -11,7 +11,6 @@ e.g. ``configs/edit-adapter-dc-obj20-wide-allt.yaml models/parts/edit-adapter-dc
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -27,13 +26,11 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=32)
     args = parser.parse_args()
     export = args.run / "export" if (args.run / "export").is_dir() else args.run
-    (args.out / "run").mkdir(parents=True, exist_ok=True)  # proxy.figures reads RECIPE's sibling run/export
-    shutil.copy(args.recipe, args.out / "recipe.yaml")
-    link = args.out / "run" / "export"
-    link.unlink(missing_ok=True)
-    link.symlink_to(export.resolve())
-    row = proxy.figures("edit-adapter", args.out / "recipe.yaml", 64, args.out / "grid.png",
-                        proxy.ROOT / "models" / "shapeworld", args.per_task)
+    summary = json.loads((export / "train_summary.json").read_text())
+    row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"],
+           **proxy.edit_figures(export, args.per_task, proxy.ROOT / "models" / "shapeworld", args.recipe,
+                                args.out / "grid.png")}
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "figures.json").write_text(json.dumps(row, indent=1))
     print(json.dumps(row, indent=1))
 
