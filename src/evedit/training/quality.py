@@ -1,8 +1,9 @@
 """The pretraining quality report: every figure the pretraining recipe promises, on held-out data.
 
 ``evedit model report --model models/shapeworld`` measures a ShapeWorld model folder on the **test
-split** (seeds ``[2e6, 2.1e6)``, never seen in training) and writes ``quality.json`` (:mod:`evedit.training.quality_card`); ``--card``
-adds the table to the folder's model card. The figures and their targets:
+split** (seeds ``[2e6, 2.1e6)``, never seen in training) and writes ``quality.json``; ``--card``
+adds the table to the folder's model card (both written by :mod:`evedit.training.quality_card`).
+The figures and their targets:
 
 - ``codec``: reconstruction PSNR of test frames (target >= 30 dB);
 - ``t2i``: images generated from a test caption (DDIM, classifier-free guidance), ranked by
@@ -12,7 +13,8 @@ adds the table to the folder's model card. The figures and their targets:
   against the ground-truth edited frame, PSNR per task and averaged (target >= 24 dB), and edit
   accuracy per task and averaged (share of frames where the asked change happened, judged from the
   scene graph and masks by :func:`evedit.eval.accuracy.edit_accuracy`; target >= 80% on the color
-  task); the teacher gets the instruction alone (no caption), as a user edits;
+  task); the teacher gets the instruction alone (no caption), as a user edits; beside it, per task,
+  the PSNR of returning the input unchanged on the same frames (Identity, the floor to clear);
 - ``video_teacher``: clips generated from a real test clip's first frame and caption; PSNR of the
   generated first frame against the given one, ShapeCLIP frame consistency (mean cosine of all frame
   pairs) of generated and of real clips, and the ratio of their mean frame-to-frame change
