@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def main() -> None:
         if series:
             line_chart(term, series, charts / f"{term}.png")
     lines += ["", f"Curves: `{charts.name}/<term>.png`. Command: `python benchmarks/fdd_curves.py "
-              + " ".join(args.runs) + f" --out {args.out}`"]
+              + " ".join(shlex.quote(r) for r in args.runs) + f" --split {args.split} --out {args.out}`"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -157,13 +157,15 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
     ground-truth output caption instead (figures labelled "caption given").
     Scales default to the teacher's own (:class:`~evedit.training.fdd.config.FDDConfig`), the
     ones FDD and the baselines sample it with. ``identity_psnr_per_task`` is the floor on the same
-    frames (:func:`identity_psnr`).
+    frames: the PSNR of returning each input frame unchanged (issue 16's "above Identity" check).
     """
     image_scale, text_scale = teacher_scales(image_scale, text_scale)
     out: dict[str, float] = {}
     accuracy: dict[str, float | None] = {}
+    identity: dict[str, float] = {}
     for task in tqdm(TASKS, desc="edit teacher", disable=not progress):
-        values, hits, data = [], [], EditTripletDataset(split, per_task, tasks=(task,), config=model.spec.world_config())
+        values, kept, hits = [], [], []
+        data = EditTripletDataset(split, per_task, tasks=(task,), config=model.spec.world_config())
         for start, batch in zip(range(0, per_task, 16), _batches(data, per_task, 16)):
             if model.spec.prompt_routing == "instruction":
                 captions = list(batch["instruction"])
@@ -172,28 +174,17 @@ def edit_teacher_quality(model: EVEModel, per_task: int = 16, steps: int = 50, i
             images = guided_edits(model, batch, captions, steps, len(values) + 17 * TASKS.index(task),
                                   image_scale, text_scale)
             values.append(_psnr(images, batch["output_image"]))
+            kept.append(_psnr(batch["input_image"], batch["output_image"]))
             hits += triplet_accuracies(data, start, images)
-        out[task] = float(torch.cat(values).mean())
+        out[task], identity[task] = float(torch.cat(values).mean()), float(torch.cat(kept).mean())
         judged = [h for h in hits if h is not None]
         accuracy[task] = float(np.mean(judged)) if judged else None
     judged_tasks = [a for a in accuracy.values() if a is not None]
     return {"psnr_mean": float(np.mean(list(out.values()))), "psnr_per_task": out,
-            "identity_psnr_per_task": identity_psnr(per_task, split, model.spec.world_config()),
+            "identity_psnr_per_task": identity,
             "accuracy_mean": float(np.mean(judged_tasks)) if judged_tasks else None, "accuracy_per_task": accuracy,
             "frames_per_task": per_task, "steps": steps, "image_scale": image_scale, "text_scale": text_scale,
             "caption": "output caption given" if with_caption else "instruction alone"}
-
-
-def identity_psnr(per_task: int, split: str = "test", config=None) -> dict[str, float]:
-    """Per task, the PSNR of returning the input frame unchanged, on the frames
-    :func:`edit_teacher_quality` edits: the floor an edit teacher must clear (issue 16's "above
-    Identity" check)."""
-    out = {}
-    for task in TASKS:
-        data = EditTripletDataset(split, per_task, tasks=(task,), config=config)
-        values = [_psnr(b["input_image"], b["output_image"]) for b in _batches(data, per_task, 16)]
-        out[task] = float(torch.cat(values).mean())
-    return out
 
 
 def teacher_scales(image_scale: float | None, text_scale: float | None) -> tuple[float, float]:
