@@ -36,26 +36,25 @@ from evedit.eval.metrics import psnr
 from evedit.models.folder import folder_spec
 from evedit.world import EditTripletDataset
 from evedit.world.render import render_clip
+from evedit.world.scene import sample_motion
 
 
 ORACLES = ("random place", "place named to a 3x3 cell", "true start")
 
 
 def moved(obj, config, rng: np.random.Generator, oracle: str = ORACLES[0]):
-    """``obj`` at a position and velocity drawn as ``sample_object`` draws them; ``oracle`` keeps
-    what an instruction would tell of its frame-0 centre (nothing, its 3x3 cell, or all of it)."""
+    """``obj`` at a position and velocity drawn as ``sample_object`` draws them
+    (``evedit.world.scene.sample_motion``); ``oracle`` keeps what an instruction would tell of its
+    frame-0 centre (nothing, its 3x3 cell, or all of it)."""
     across = obj.across if obj.across is not None else config.size_fraction(obj.size)
     lo, hi = across / 2, 1.0 - across / 2
+    start = None
     if oracle == "true start":
-        x0, y0 = obj.x0, obj.y0
+        start = (obj.x0, obj.y0)
     elif oracle == "place named to a 3x3 cell":
         cell = [min(int(v * 3), 2) for v in (obj.x0, obj.y0)]
-        x0, y0 = (rng.uniform(max(lo, c / 3), min(hi, (c + 1) / 3)) for c in cell)
-    else:
-        x0, y0 = rng.uniform(lo, hi, size=2)
-    speed, angle = rng.uniform(config.speed_min, config.speed_max), rng.uniform(0.0, 2.0 * np.pi)
-    return replace(obj, x0=round(float(x0), 4), y0=round(float(y0), 4),
-                   vx=round(float(speed * np.cos(angle)), 4), vy=round(float(speed * np.sin(angle)), 4))
+        start = tuple(rng.uniform(max(lo, c / 3), min(hi, (c + 1) / 3)) for c in cell)
+    return replace(obj, **sample_motion(rng, config, across, start))
 
 
 def score_split(split: str, items: int, draws: int, config, oracle: str, seed: int = 0) -> dict[str, float]:

@@ -90,6 +90,23 @@ def test_same_seed_same_example_and_different_seeds_differ():
     assert make_example(7, "color").scene != make_example(8, "color").scene
 
 
+def test_object_draws_are_pinned_so_every_seed_keeps_its_scene():
+    """``sample_object`` draws shape, colour, size, start, velocity, then texture: a reordering (say,
+    in ``sample_motion``) would silently change every split's scenes and every stored figure."""
+    from evedit.world.scene import Obj, sample_motion, sample_object
+
+    rng = np.random.default_rng(0)
+    assert sample_object(rng, WorldConfig()) == Obj(shape="diamond", color="pink", texture="solid", size="large",
+                                                    x0=0.2131, y0=0.1978, vx=0.0448, vy=-0.0274)
+    forced = sample_object(np.random.default_rng(0), WorldConfig(), shape="star", color="red")
+    assert (forced.texture, forced.x0, forced.y0, forced.vx, forced.vy) == ("striped", 0.3561, 0.2131, 0.008, -0.019)
+    kept = sample_motion(np.random.default_rng(1), WorldConfig(), 0.3, start=(0.25, 0.75))
+    assert (kept["x0"], kept["y0"]) == (0.25, 0.75) and abs(kept["vx"]) + abs(kept["vy"]) > 0
+    for _ in range(50):  # a drawn start keeps the whole object inside the frame
+        m = sample_motion(rng, WorldConfig(), 0.3)
+        assert 0.15 <= m["x0"] <= 0.85 and 0.15 <= m["y0"] <= 0.85
+
+
 def test_json_round_trip():
     ex = make_example(42, "detect")
     data = json.loads(json.dumps(ex.to_dict()))

@@ -206,16 +206,27 @@ def sample_object(
         raise ValueError("no free (colour, shape) combination left for a new object")
     size = _pick(rng, SIZES)
     across = config.size_fraction(size)
-    r = across / 2.0
-    x0, y0 = rng.uniform(r, 1.0 - r, size=2)
-    speed = rng.uniform(config.speed_min, config.speed_max)
-    angle = rng.uniform(0.0, 2.0 * np.pi)
+    motion = sample_motion(rng, config, across)  # before the texture: every seed's scene as before
     return Obj(
-        shape=s, color=c, texture=_pick(rng, TEXTURES), size=size,
-        x0=round(float(x0), 4), y0=round(float(y0), 4),
-        vx=round(float(speed * np.cos(angle)), 4), vy=round(float(speed * np.sin(angle)), 4),
+        shape=s, color=c, texture=_pick(rng, TEXTURES), size=size, **motion,
         across=None if across == SIZE_FRACTIONS[size] else across,
     )
+
+
+def sample_motion(
+    rng: np.random.Generator, config: WorldConfig, across: float, start: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """An object's frame-0 centre ``x0, y0`` (kept inside the frame for its diameter ``across``; or
+    ``start`` as given, drawing nothing) and velocity ``vx, vy``, drawn in this order, rounded as
+    :class:`Obj` stores them. ``sample_object`` draws an object's motion with it."""
+    if start is None:
+        r = across / 2.0
+        start = rng.uniform(r, 1.0 - r, size=2)
+    speed = rng.uniform(config.speed_min, config.speed_max)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    x0, y0 = start
+    return dict(x0=round(float(x0), 4), y0=round(float(y0), 4),
+                vx=round(float(speed * np.cos(angle)), 4), vy=round(float(speed * np.sin(angle)), 4))
 
 
 def sample_background(
