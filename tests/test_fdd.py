@@ -378,3 +378,32 @@ def test_the_rollout_noise_can_be_shared_by_a_clips_frames_and_the_export_sample
     assert load_model(str(tmp_path / "s" / "model")).spec.noise_share == 1.0
     with pytest.raises(EveditError, match="noise_share must be a number from 0 to 1"):
         FDDConfig(**{**TINY, "noise_share": 1.5}).effective()
+
+
+def test_align_region_keeps_the_rollout_and_the_teachers_frames_to_the_found_region(teacher, tmp_path):
+    """``align_region``: on the model's region tasks the rollout, the edit teacher's first frame and
+    its reals equal the input's latents outside the region the edit adapter finds (as ``--region
+    auto`` samples); other tasks' items keep every cell; a run trains and exports."""
+    from torch.utils.data import default_collate
+
+    from evedit.training.fdd.loss import FDDState, student_rollout
+    from evedit.training.fdd.teachers import TeacherBank, encode_batch
+    from evedit.world import AlignmentDataset
+
+    items = [AlignmentDataset("val", 2, config=None)[i] for i in (0, 1)]
+    first_task = teacher.spec.tasks[int(items[0]["task"])]
+    teacher.spec = replace(teacher.spec, region_tasks=(first_task,))
+    cfg = FDDConfig(**{**TINY, "align_region": True}).effective()
+    ab = TeacherBank(teacher, cfg).fill(encode_batch(teacher, default_collate(items)), [0, 1], 0, with_reals=True)
+    assert ab.region.shape == (2, 1, *ab.source.shape[2:])
+    assert first_task != teacher.spec.tasks[int(items[1]["task"])]  # item 1's task edits whole frames
+    outside = ab.region[0, 0] == 0
+    assert outside.any() and (ab.region[1] == 1).all()
+    state = FDDState(cfg, teacher, teacher, {}, [], [], torch.Generator().manual_seed(0))
+    x0 = student_rollout(state, ab, [999, 500], torch.randn(ab.source.shape))
+    for clip in (x0, ab.edit_real):
+        assert torch.equal(clip[0][:, outside], ab.source[0][:, outside])
+        assert not torch.equal(clip[0][:, ~outside], ab.source[0][:, ~outside])
+    assert torch.equal(ab.first_frame[0][:, outside[0]], ab.source[0, :, 0][:, outside[0]])
+    align(FDDConfig(**{**TINY, "align_region": True}, out=str(tmp_path / "r")), teacher=teacher, progress=False)
+    assert (tmp_path / "r" / "model" / "evedit_model.json").exists()

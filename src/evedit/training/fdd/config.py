@@ -39,6 +39,10 @@ class FDDConfig:
     student_guidance: float = 1.0  # text scale of the student's rollout, ip2p dual guided with
     #   edit_image_scale when > 1 (not in the paper: its student is unguided); the exported model
     #   samples EVE at it (spec.student_guidance). benchmarks/results/guided_fdd.md
+    align_region: bool = False  # on the model's region tasks (spec.region_tasks), keep the rollout, the
+    #   edit teacher's first frame and its reals to the region the edit adapter finds, the input's
+    #   latents outside, as EVE samples them with --region auto (evedit.editing.auto_region; not in
+    #   the paper, which edits whole frames). benchmarks/results/align_region.md
     noise_share: float = 0.0  # share of the rollout's starting noise drawn once per clip, as EVE samples
     #   at spec.noise_share (evedit.editing.editors.frame_noise; not in the paper; 0: each frame its own);
     #   the exported model samples at it. benchmarks/results/noise_share.md

@@ -28,7 +28,7 @@ from ...losses import hinge_d_loss, hinge_g_loss, r1_penalty, sds_loss, sds_weig
 from ...models import EVEModel
 from ...models.guided import edit_teacher_guided, text_guided
 from .config import FDDConfig
-from .teachers import AlignBatch
+from .teachers import AlignBatch, kept_sample
 
 
 @dataclass
@@ -70,13 +70,14 @@ def student_rollout(state: FDDState, ab: AlignBatch, timesteps: list[int], noise
     With ``student_guidance`` > 1 each step is ip2p dual guided (image ``edit_image_scale``, text
     ``student_guidance``), as the ``eve`` editor samples a model whose ``spec.student_guidance`` is
     that value: the LoRA then trains for the student it will run in (this project's choice; the paper's
-    student is unguided, which ``student_guidance`` 1 keeps)."""
+    student is unguided, which ``student_guidance`` 1 keeps). With ``align_region`` it is kept to
+    ``ab.region`` as EVE keeps a region task's edit (the SDS and critic terms then see the input outside)."""
     student, cond, c = state.student.denoiser("student"), ab.student_cond(), state.cfg
     call = student if c.student_guidance == 1.0 else (lambda x, t, cond: edit_teacher_guided(
         student, x, t, cond, ab.null, c.edit_image_scale, c.student_guidance))
     fn = (lambda x, t: checkpoint(call, x, t, cond, use_reentrant=False)) \
         if c.grad_checkpointing else (lambda x, t: call(x, t, cond))
-    return ddim_sample(fn, noise, timesteps, state.student.schedule)
+    return kept_sample(fn, noise, timesteps, state.student.schedule, ab.region, ab.source)
 
 
 def guide_term(state: FDDState, ab: AlignBatch, x0: torch.Tensor, noise: torch.Tensor,

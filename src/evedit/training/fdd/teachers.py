@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from ...diffusion import ddim_sample, ddim_timesteps
+from ...editing.auto_region import SAMPLES, estimate_region
+from ...editing.editors import blend_region
 from ...errors import EveditError
 from ...models import Conditioning, EVEModel
 from ...models.codec import encode_video
@@ -44,6 +46,7 @@ class AlignBatch:
     token_teacher: torch.Tensor | None = None  # (B, L, D) that teacher's caption, when not token_caption
     video_caption: torch.Tensor | None = None  # (B, L, D) the video teacher's caption, when not caption
     source_feats: list | None = None  # D_e's features of the clean input frames (cached)
+    region: torch.Tensor | None = None  # (B, 1, F, h, w) 1 where the edit may act (align_region)
 
     def edit_cond(self) -> Conditioning:
         return Conditioning(caption=self.caption, instruction=self.instruction, source=self.source,
@@ -155,10 +158,35 @@ def _noise(shape, seeds: list[int], device, first_frame: int = 0) -> torch.Tenso
     return torch.stack(items).to(device)
 
 
+def kept_sample(fn, noise: torch.Tensor, timesteps: list[int], schedule, region: torch.Tensor | None,
+                latents: torch.Tensor) -> torch.Tensor:
+    """DDIM from ``noise``; with a ``region``, the cells outside it are the input's ``latents`` noised
+    to each step (with ``noise``) before every call and clean in the result, as EVE samples a region
+    (:func:`evedit.editing.editors.blend_region`)."""
+    if region is None:
+        return ddim_sample(fn, noise, timesteps, schedule)
+    x0 = ddim_sample(lambda x, t: fn(blend_region(x, region, latents, noise, t, schedule), t),
+                     noise, timesteps, schedule)
+    return blend_region(x0, region, latents)
+
+
+@torch.no_grad()
+def edit_region(model: EVEModel, ab: AlignBatch, seeds: list[int]) -> torch.Tensor:
+    """``align_region``: each item's edit region ``(B, 1, F, h, w)`` as ``--region auto`` finds it (the
+    edit adapter's text direction, :func:`evedit.editing.auto_region.estimate_region`), on the model's
+    ``spec.region_tasks``; every cell of the other tasks' items (they edit whole frames)."""
+    noises = [_noise(ab.source.shape, [s + 7919 * (j + 1) for s in seeds], ab.source.device) for j in range(SAMPLES)]
+    region = estimate_region(model, ab.edit_cond(), ab.null, ab.source, noises)
+    local = torch.tensor([model.spec.tasks[int(t)] in model.spec.region_tasks for t in ab.task],
+                         device=region.device).view(-1, 1, 1, 1, 1)
+    return torch.where(local, region, torch.ones_like(region))
+
+
 @torch.no_grad()
 def edit_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int],
                           frames: slice = slice(None)) -> torch.Tensor:
-    """Per-frame edits from noise by the edit teacher (ip2p dual guidance, DDIM)."""
+    """Per-frame edits from noise by the edit teacher (ip2p dual guidance, DDIM), kept to
+    ``ab.region`` when it is set."""
     cond = ab.edit_cond()
     cond = cond.replace(source=cond.source[:, :, frames])
     shape = cond.source.shape[:1] + (model.unet.config.in_channels,) + cond.source.shape[2:]
@@ -168,8 +196,9 @@ def edit_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds
         return edit_teacher_guided(teacher, x, t, cond, ab.null, cfg.edit_image_scale, cfg.edit_text_scale)
 
     first = frames.start or 0
-    return ddim_sample(fn, _noise(shape, seeds, ab.source.device, first),
-                       ddim_timesteps(cfg.real_steps), model.schedule)
+    region = None if ab.region is None else ab.region[:, :, frames]
+    return kept_sample(fn, _noise(shape, seeds, ab.source.device, first), ddim_timesteps(cfg.real_steps),
+                       model.schedule, region, cond.source)
 
 
 def _caption_guided_generate(model: EVEModel, name: str, cond: Conditioning, scale: float, ab: AlignBatch,
@@ -215,6 +244,8 @@ class TeacherBank:
         if need:
             self._generate(ab, keys, slot, with_reals)
         ab.first_frame = torch.stack([self.store[k]["first_frame"] for k in keys])
+        if self.cfg.align_region:
+            ab.region = torch.stack([self.store[k]["region"] for k in keys])
         if with_reals:
             ab.edit_real = torch.stack([self.store[k]["edit_real"] for k in keys])
             if "video" in self.cfg.teachers:
@@ -226,6 +257,8 @@ class TeacherBank:
     def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
         indices = [k[0] for k in keys]
         frames = slice(None) if with_reals else slice(0, 1)
+        if self.cfg.align_region:
+            ab.region = edit_region(self.model, ab, self._seeds(indices, 0, 4))
         edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
         ab.first_frame = edits[:, :, 0]
         if self.model.token_lora is not None:  # a style/subject group's first frame: edited, then passed
@@ -237,6 +270,8 @@ class TeacherBank:
                   if with_reals and self.cfg.token_teacher_kind is not None else None)
         for j, key in enumerate(keys):
             entry = {"first_frame": ab.first_frame[j].cpu()}
+            if ab.region is not None:
+                entry["region"] = ab.region[j].cpu()
             if with_reals:
                 entry["edit_real"] = edits[j].cpu()
             if video is not None:
