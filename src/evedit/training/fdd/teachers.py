@@ -231,6 +231,7 @@ class TeacherBank:
     def __init__(self, model: EVEModel, cfg: FDDConfig):
         self.model, self.cfg = model, cfg
         self.store: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self.regions: dict[int, torch.Tensor] = {}  # align_region: per item (no slot), found once
 
     def _seeds(self, indices: list[int], slot: int, salt: int) -> list[int]:
         return [(((self.cfg.seed * 1_000_003 + int(i)) * 31 + slot) * 7 + salt) % (2**31 - 1)
@@ -245,7 +246,7 @@ class TeacherBank:
             self._generate(ab, keys, slot, with_reals)
         ab.first_frame = torch.stack([self.store[k]["first_frame"] for k in keys])
         if self.cfg.align_region:
-            ab.region = torch.stack([self.store[k]["region"] for k in keys])
+            ab.region = self._regions(ab, [k[0] for k in keys])
         if with_reals:
             ab.edit_real = torch.stack([self.store[k]["edit_real"] for k in keys])
             if "video" in self.cfg.teachers:
@@ -254,11 +255,18 @@ class TeacherBank:
                 ab.token_real = torch.stack([self.store[k]["token_real"] for k in keys])
         return ab
 
+    def _regions(self, ab: AlignBatch, indices: list[int]) -> torch.Tensor:
+        """The items' edit regions, each found once: a region depends on its item alone."""
+        if any(i not in self.regions for i in indices):
+            for i, region in zip(indices, edit_region(self.model, ab, self._seeds(indices, 0, 4))):
+                self.regions[i] = region
+        return torch.stack([self.regions[i] for i in indices])
+
     def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
         indices = [k[0] for k in keys]
         frames = slice(None) if with_reals else slice(0, 1)
         if self.cfg.align_region:
-            ab.region = edit_region(self.model, ab, self._seeds(indices, 0, 4))
+            ab.region = self._regions(ab, indices)
         edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
         ab.first_frame = edits[:, :, 0]
         if self.model.token_lora is not None:  # a style/subject group's first frame: edited, then passed
@@ -270,8 +278,6 @@ class TeacherBank:
                   if with_reals and self.cfg.token_teacher_kind is not None else None)
         for j, key in enumerate(keys):
             entry = {"first_frame": ab.first_frame[j].cpu()}
-            if ab.region is not None:
-                entry["region"] = ab.region[j].cpu()
             if with_reals:
                 entry["edit_real"] = edits[j].cpu()
             if video is not None:
