@@ -1,7 +1,8 @@
 """What the backbone gets when the user gives only an instruction: the choices side by side.
 
 For a ShapeWorld model folder, per-frame edits by the edit teacher (ip2p dual guidance, DDIM) of
-test-split frames, per task, with the backbone's text set to each choice:
+frames of ``--split`` (test by default) of the model's own world (``spec.world``), per task, with the
+backbone's text set to each choice:
 
 - ``output``: the ground-truth output caption (what the paper's routing trains with; a user lacks it);
 - ``instruction``: the instruction itself (evedit 0.1.0's default when no caption is given);
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from evedit.eval.shapeworld import model_world
 from evedit.models import load_model
 from evedit.training.fdd.config import FDDConfig
 from evedit.training.quality import guided_edits, mean_accuracy
@@ -39,12 +41,12 @@ def caption_texts(batch: dict, choice: str) -> list[str]:
 
 
 @torch.no_grad()
-def run(model, choices, per_task: int, steps: int, split: str) -> dict:
+def run(model, choices, per_task: int, steps: int, split: str, world=None) -> dict:
     table = {c: {} for c in choices}
     table["identity"] = {}
     acc = {c: {} for c in choices}
     for task in TASKS:
-        data = EditTripletDataset(split, per_task, tasks=(task,))
+        data = EditTripletDataset(split, per_task, tasks=(task,), config=world)
         batch = torch.utils.data.default_collate([data[i] for i in range(per_task)])
         table["identity"][task] = float(psnr(batch["input_image"], batch["output_image"]).mean())
         for choice in choices:
@@ -86,7 +88,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model(args.model)
     start = time.time()
-    table, acc = run(model, args.choices.split(","), args.per_task, args.steps, args.split)
+    table, acc = run(model, args.choices.split(","), args.per_task, args.steps, args.split, model_world(args.model))
     text = markdown(table, acc, args, time.time() - start)
     print(text)
     if args.out:

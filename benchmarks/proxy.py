@@ -18,7 +18,7 @@ of its generations for test captions (the model report's figure), the SDEdit rou
 frames, both through the variant's own codec, and the object colour accuracy of SDEdit from t = 500
 and 700 (``benchmarks/t2i_overfit.py``: are the objects drawn in their colours); for ``edit-adapter``, by the shipped model with the
 variant's adapter (or, with ``model: FOLDER`` in the proxy file, that model folder with it) on the
-local tasks' test frames from the instruction alone: PSNR outside and
+local tasks' test frames (or the file's ``tasks`` and ``split``) from the instruction alone: PSNR outside and
 inside the edit's footprint and edit accuracy (``benchmarks/edit_fidelity.py``). The table goes to ``benchmarks/results/proxy_NAME.md``.
 A variant whose export exists is not trained again (a proxy run resumes).
 
@@ -103,12 +103,13 @@ def t2i_figures(export: Path, vae_path: str, items: int, grid_path: Path | None 
     return {"t2i_top1": top1, **{k: v for k, v in trip.items() if k.startswith("psnr")}, **colour}
 
 
-def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, grid_path: Path | None = None) -> dict:
+def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, grid_path: Path | None = None,
+                 tasks: tuple[str, ...] | None = None, split: str = "test") -> dict:
     """``model_folder`` (the shipped model unless the proxy file names another ``model``) with the
     variant's ControlNet (and source branch, if it trained one) and the backbone it was trained on
-    (the recipe's ``unet_path``), on test frames of the world of its store: keep / edit PSNR and
-    edit accuracy per local task and their means (edit_fidelity.py's figures); with ``grid_path``, a PNG
-    of input | edit | truth, four test frames per task."""
+    (the recipe's ``unet_path``), on ``split`` frames of the world of its store: keep / edit PSNR and
+    edit accuracy per task of ``tasks`` (default the local ones) and their means (edit_fidelity.py's
+    figures); with ``grid_path``, a PNG of input | edit | truth, four frames per task."""
     from dataclasses import replace
 
     import numpy as np
@@ -127,12 +128,12 @@ def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, 
     if stage.get("unet_path"):
         model.unet = load_unet(ROOT / stage["unet_path"])
     model.spec = replace(model.spec, world=store_world(stage.get("data") or {}) or model.spec.world)
-    row, shown = {}, []
-    for task in TASKS:
-        r = task_rows(model, task, per_task, steps=25, image_scale=None, grid_rows=shown)
+    row, shown, tasks = {}, [], tuple(tasks or TASKS)
+    for task in tasks:
+        r = task_rows(model, task, per_task, steps=25, image_scale=None, split=split, grid_rows=shown)
         row.update({f"{task}_keep": r["keep"], f"{task}_edit": r["edit"], f"{task}_acc": r["acc"]})
     for k in ("keep", "edit", "acc"):
-        row[f"mean_{k}"] = float(np.mean([row[f"{t}_{k}"] for t in TASKS]))
+        row[f"mean_{k}"] = float(np.nanmean([row[f"{t}_{k}"] for t in tasks]))  # keep: none on whole-frame tasks
     if grid_path is not None:
         grid_path.parent.mkdir(parents=True, exist_ok=True)
         write_image(grid_path, grid(shown))
@@ -140,7 +141,8 @@ def edit_figures(export: Path, per_task: int, model_folder: Path, recipe: Path, 
 
 
 def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
-            model_folder: Path = ROOT / "models" / "shapeworld", per_task: int = 16) -> dict:
+            model_folder: Path = ROOT / "models" / "shapeworld", per_task: int = 16,
+            tasks: tuple[str, ...] | None = None, split: str = "test") -> dict:
     run = recipe.parent / "run" / "export"
     summary = json.loads((run / "train_summary.json").read_text())
     row = {"steps": summary["steps"], "train_min": summary["train_time_s"] / 60, **summary["final_eval"]}
@@ -148,7 +150,8 @@ def figures(stage: str, recipe: Path, items: int, grid_path: Path | None = None,
         vae = OmegaConf.load(recipe).stage.get("vae_path", "")
         row.update(t2i_figures(run, vae, items, grid_path))
     if stage == "edit-adapter":
-        row.update(edit_figures(run, per_task=per_task, model_folder=model_folder, recipe=recipe, grid_path=grid_path))
+        row.update(edit_figures(run, per_task=per_task, model_folder=model_folder, recipe=recipe, grid_path=grid_path,
+                                tasks=tasks, split=split))
     return row
 
 
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, help="override the file's training-time budget")
     parser.add_argument("--out", type=Path, help="run folder (default runs/proxy/NAME)")
     parser.add_argument("--eval-items", type=int, default=64, help="t2i: test captions ranked by ShapeCLIP")
-    parser.add_argument("--per-task", type=int, default=16, help="edit-adapter: test frames per local task")
+    parser.add_argument("--per-task", type=int, default=16, help="edit-adapter: frames per scored task")
     args = parser.parse_args(argv)
     spec = OmegaConf.to_container(OmegaConf.load(args.proxy))
     name, minutes = args.proxy.stem, args.minutes or spec["minutes"]
@@ -184,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     train_side_by_side(spec["stage"], recipes, minutes)
     grids = ROOT / "results" / "proxy"
     model = ROOT / spec.get("model", "models/shapeworld")  # edit-adapter: the parts around the variant's
-    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model, args.per_task)
+    tasks, split = spec.get("tasks"), spec.get("split", "test")  # edit-adapter: which frames score the variants
+    rows = {v: figures(spec["stage"], r, args.eval_items, grids / f"{name}_{v}.png", model, args.per_task,
+                       tuple(tasks) if tasks else None, split)
             for v, r in recipes.items()}
     print(write_table(spec, name, rows, minutes, argv if argv is not None else sys.argv[1:]).read_text())
 

@@ -217,9 +217,26 @@ def test_edit_weight_applies_only_from_its_min_t(parts):
         loss = {k: float(s.loss(batch, torch.Generator().manual_seed(3))["loss"]) for k, s in stages.items()}
     assert loss["never"] == pytest.approx(loss["plain"], rel=1e-6)  # t < 1000 always: no item weighted
     assert loss["weighted"] != pytest.approx(loss["plain"], rel=1e-4)
-    for unused in ({"edit_weight_min_t": 500}, {"edit_weight_renorm": False}):
+    for unused in ({"edit_weight_min_t": 500}, {"edit_weight_renorm": False}, {"edit_weight_tasks": ["color"]}):
         with pytest.raises(EveditError, match="set edit_weight above 0"):
             EditAdapterStage(EditAdapterConfig(**parts, **unused))
+
+
+def test_edit_weight_tasks_weigh_only_their_items(parts):
+    from evedit.world import TASKS
+
+    kinds = {"plain": {}, "all": {"edit_weight": 8.0}, "color": {"edit_weight": 8.0, "edit_weight_tasks": ["color"]},
+             "background": {"edit_weight": 8.0, "edit_weight_tasks": ["background"]}}
+    stages = {k: EditAdapterStage(EditAdapterConfig(**parts, **kw)) for k, kw in kinds.items()}
+    batch = default_collate([stages["plain"].dataset("train")[i] for i in range(2)])
+    batch["task"] = torch.full((2,), TASKS.index("color"), dtype=torch.long)
+    with torch.no_grad():
+        loss = {k: float(s.loss(batch, torch.Generator().manual_seed(3))["loss"]) for k, s in stages.items()}
+    assert loss["color"] == pytest.approx(loss["all"], rel=1e-6)  # the colour items are weighted
+    assert loss["background"] == pytest.approx(loss["plain"], rel=1e-6)  # others take the plain loss
+    assert loss["all"] != pytest.approx(loss["plain"], rel=1e-4)
+    with pytest.raises(EveditError, match="edit_weight_tasks takes ShapeWorld task names"):
+        EditAdapterStage(EditAdapterConfig(**parts, edit_weight=8.0, edit_weight_tasks=["colour"]))
 
 
 def test_video_adapter_stage_trains_only_temporal_layers_and_first_frame(parts, tmp_path):

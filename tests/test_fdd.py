@@ -128,14 +128,21 @@ def test_term_gradient_norms_reach_the_log(teacher, tmp_path):
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "none"])
 def test_each_ablation_runs(teacher, tmp_path, ablation):
     """Each ablation exports a model as trained: the LoRA at strength 1, the student unguided, even
-    when the aligned model edits otherwise."""
+    when the aligned model edits otherwise; the teachers' extra parts (ShapeCLIP, the task
+    classifier) go with it, Random Init's separate student included."""
     import json
 
+    extra = tmp_path / "clf"
+    extra.mkdir()
+    (extra / "config.json").write_text("{}")
+    teacher.extras = {"task_classifier": extra}
     teacher.spec = replace(teacher.spec, lora_scale=0.25, student_guidance=2.0)
     folder = align(FDDConfig(**TINY, ablation=ablation, out=str(tmp_path / ablation)), teacher=teacher,
                    progress=False)
-    spec = json.loads((folder / "evedit_model.json").read_text())["spec"]
-    assert (spec["lora_scale"], spec["student_guidance"]) == (1.0, 1.0)
+    manifest = json.loads((folder / "evedit_model.json").read_text())
+    assert (manifest["spec"]["lora_scale"], manifest["spec"]["student_guidance"]) == (1.0, 1.0)
+    assert manifest["extras"] == {"task_classifier": "task_classifier"}
+    assert (folder / "task_classifier" / "config.json").is_file()
 
 
 def test_align_cli_smoke_and_errors(tmp_path, capsys, monkeypatch):

@@ -34,6 +34,7 @@ def random_init_student(teacher: EVEModel) -> tuple[EVEModel, list[torch.nn.Para
     student = assemble(vae=teacher.vae, text_encoder=teacher.text_encoder, unet=teacher.unet,
                        controlnet=controlnet, motion_adapter=new_motion_adapter(**adapter_cfg),
                        spec=teacher.spec, schedule=teacher.schedule, source_branch=_fresh_branch(teacher))
+    student.extras = dict(teacher.extras)  # the metric model and task classifier travel to the export
     extra = [*student.edit_adapter.parameters(), *student.first_frame.parameters()]
     extra += [p for n, p in student.motion_unet.named_parameters() if "motion_modules" in n]
     return student, extra

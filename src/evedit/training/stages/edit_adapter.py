@@ -16,7 +16,9 @@ With ``data: {kind: store, path: ...}`` the train items come encoded from an ``e
 
 What a rare, small edit gets of the objective (evedit's choices, measured in
 benchmarks/results/proxy_edit_adapter_*.md): ``edit_weight`` stresses the latent positions the edit
-changes, and ``task_weights`` draws some tasks' items more often (store data). On the natural mix a
+changes (``edit_weight_tasks``: only on the named tasks' items; a background edit changes every
+position but the objects, which the weight would then teach the adapter to neglect), and
+``task_weights`` draws some tasks' items more often (store data). On the natural mix a
 colour edit is one item in 14 and a few latent positions of 256, and the adapter learned to keep
 every object's input colour. ``pooled_instruction`` and ``text_every_level`` widen the instruction's
 path into the ControlNet; ``cond_channels`` widens the input frame's (wider_condition);
@@ -74,6 +76,7 @@ class EditAdapterConfig:
     edit_weight: float = 0.0  # extra loss weight where the edit changes the latent (edit_region_weights); 0: off
     edit_weight_min_t: int = 0  # the edit weight only for items noised to t >= this (where an edit is decided)
     edit_weight_renorm: bool = True  # the weights' mean 1 per item (False: unchanged positions keep weight 1)
+    edit_weight_tasks: list = field(default_factory=list)  # tasks whose items take the edit weight; []: every task
     text_every_level: bool = False  # cross-attention to the instruction at every level (text_at_every_level)
     pooled_instruction: bool = False  # the pooled instruction in the timestep embedding (instruction_in_time_embedding)
     task_weights: dict = field(default_factory=dict)  # task -> how often its items are drawn (others 1); store data
@@ -94,10 +97,14 @@ class EditAdapterStage:
                               f"got {config.prompt_routing!r}.")
         if config.edit_weight > 0 and config.snr_gamma > 0:
             raise EveditError("Use edit_weight or snr_gamma, not both: the loss takes one weighting.")
-        if config.edit_weight <= 0 and (config.edit_weight_min_t > 0 or not config.edit_weight_renorm):
-            raise EveditError("edit_weight_min_t and edit_weight_renorm shape the edit-region weight; "
-                              "set edit_weight above 0 to use them.")
+        if config.edit_weight <= 0 and (config.edit_weight_min_t > 0 or not config.edit_weight_renorm
+                                        or config.edit_weight_tasks):
+            raise EveditError("edit_weight_min_t, edit_weight_renorm and edit_weight_tasks shape the edit-region "
+                              "weight; set edit_weight above 0 to use them.")
         self.config, self.tasks = config, tuple(TASKS)
+        if set(config.edit_weight_tasks) - set(self.tasks):
+            raise EveditError(f"edit_weight_tasks takes ShapeWorld task names ({', '.join(self.tasks)}); "
+                              f"got {list(config.edit_weight_tasks)}.")
         if set(config.task_weights) - set(self.tasks) or any(float(w) <= 0 for w in config.task_weights.values()):
             raise EveditError(f"task_weights takes ShapeWorld task names ({', '.join(self.tasks)}) with weights "
                               f"above 0; got {dict(config.task_weights)}.")
@@ -237,9 +244,21 @@ class EditAdapterStage:
         return (drop_states(batch[f"{key}_states"], no_text, null),
                 drop_states(batch["instruction_states"], no_text, null))
 
-    def _region_weights(self, source: torch.Tensor, x0: torch.Tensor) -> torch.Tensor | None:
+    def _region_weights(self, source: torch.Tensor, x0: torch.Tensor, task: torch.Tensor) -> torch.Tensor | None:
+        """The edit-region weights (B, 1, h, w), uniform for items of tasks outside ``edit_weight_tasks``.
+
+        A background edit changes every position but the objects, so the weight would make the
+        objects it must keep weigh about 9x less than the background it draws; trained that way, the
+        adapter paints the new background over them (benchmarks/results/proxy_edit_adapter_background_weight.md).
+        """
         c = self.config
-        return edit_region_weights(source, x0, c.edit_weight, c.edit_weight_renorm) if c.edit_weight > 0 else None
+        if c.edit_weight <= 0:
+            return None
+        weights = edit_region_weights(source, x0, c.edit_weight, c.edit_weight_renorm)
+        if not c.edit_weight_tasks:
+            return weights
+        named = torch.tensor([self.tasks[int(i)] in c.edit_weight_tasks for i in task], device=weights.device)
+        return torch.where(named.view(-1, 1, 1, 1), weights, torch.ones_like(weights))
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         device = self.unet.device
@@ -252,7 +271,7 @@ class EditAdapterStage:
                 source = self._encode(batch["input_image"].to(device))
         n = x0.shape[0]
         no_text, no_image = self._dropout_masks(n, generator)
-        region = self._region_weights(source, x0)
+        region = self._region_weights(source, x0, batch["task"])
         source = source * (~no_image).to(source).view(-1, 1, 1, 1)
         caption, instruction = (self._stored_prompts if stored else self._prompts)(batch, no_text)
         noise = torch.randn(x0.shape, generator=generator).to(device)
