@@ -64,8 +64,7 @@ def table(image, video, vis_frame, vis_clip) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evedit.eval.shapeworld import model_world, shapeclip_folder
-    from evedit.models.shapeclip import ShapeCLIP
+    from evedit.eval.shapeworld import load_shapeclip, model_world, shapeclip_folder
     from evedit.training.stages.clip import ShapeCLIPDataset
     from evedit.training.stages.common import text_encoder
     from evedit.world import SPLITS
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     world = model_world(args.model)
     folder = shapeclip_folder(args.model, args.shapeclip)
-    clip = ShapeCLIP.from_pretrained(folder).eval()
+    clip = load_shapeclip(folder)
     encoder = text_encoder()
     data = ShapeCLIPDataset("test", args.items, 9, world)
     items = [data[i] for i in range(args.items)]
