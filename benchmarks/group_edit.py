@@ -2,7 +2,8 @@
 subject group against attaching the adapters without alignment and against editing first, then
 passing the result through the style or subject teacher.
 
-On ``--clips`` test-split examples ShapeWorld renders the truth exactly; every method edits from
+On ``--clips`` test-split examples, rendered in the shipped model's world (``--shipped``'s
+``spec.world``), ShapeWorld renders the truth exactly; every method edits from
 the instruction alone (the task from the task classifier, as ``evedit edit`` does), 8 frames:
 
 - ``--group style`` (the zwx mosaic, :func:`evedit.world.groups.mosaic`): examples of ``--task``;
@@ -47,7 +48,7 @@ from evedit.models import load_model, save_model
 from evedit.models.codec import decode_video, encode_video
 from evedit.models.token_lora import EXAMPLE_TEMPLATES, attach_token_lora, read_token_lora, token_pass
 from evedit.training.stages.common import grid
-from evedit.world import SPLITS, make_example
+from evedit.world import SPLITS, WorldConfig, make_example
 from evedit.world import groups
 from evedit.world.groups import TILE, mosaic, style_score, subject_edit, subject_score
 
@@ -61,13 +62,13 @@ TITLES = {"style": "# Stylized editing: the aligned style group against its base
 class Item:
     """One clip of the benchmark: input, instruction, exact truth, and how an output is scored."""
 
-    def __init__(self, group: str, seed: int, task: str):
+    def __init__(self, group: str, seed: int, task: str, world: WorldConfig | None = None):
         self.group = group
         if group == "style":
-            self.ex = make_example(seed, task)
+            self.ex = make_example(seed, task, world)
             self.clip, self.instruction, self.truth = self.ex.clip, self.ex.edit.instruction, mosaic(self.ex.edited_clip)
         else:
-            self.edit = subject_edit(seed)
+            self.edit = subject_edit(seed, world)
             self.clip, self.instruction, self.truth = self.edit.example.clip, self.edit.instruction, self.edit.edited_clip
 
     def score(self, out: np.ndarray) -> dict[str, float]:
@@ -157,10 +158,11 @@ def main() -> None:
              "eve+lora": EditPipeline.from_pretrained(with_lora(args.shipped, args.lora, args.group,
                                                                work / f"eve-lora-{_key(args.lora)}"))}
     plain = EditPipeline.from_pretrained(args.shipped)
+    world = plain.model.spec.world_config()  # the shipped model's world: the clips it edits
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     samples = []
     for i in range(args.clips):
-        item, seed = Item(args.group, SPLITS["test"][0] + i, args.task), i
+        item, seed = Item(args.group, SPLITS["test"][0] + i, args.task, world), i
         outs = run_methods(methods, pipes, plain, item, seed)
         for name in rows:
             rows[name].append(item.score(np.asarray(outs[name])))

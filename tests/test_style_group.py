@@ -178,3 +178,17 @@ def test_evedit_edit_runs_a_styled_model_folder(minilm, tmp_path, capsys):
         assert code == 0, err
         outs[name] = read_video(tmp_path / f"{name}.mp4").frames
     assert outs["styled"].shape == outs["plain"].shape and not np.array_equal(outs["styled"], outs["plain"])
+
+
+def test_a_styled_model_edits_whole_frames_by_default(tmp_path):
+    """The found region would keep a style to the edited object: a model holding a style LoRA takes
+    none of its region tasks by default (``--region auto`` still asks for it)."""
+    from evedit.editing.auto_region import default_region_tasks, region_mode
+
+    model = tiny_model()
+    model.spec = replace(model.spec, region_tasks=("color", "shape"))
+    assert default_region_tasks(model) == ("color", "shape")
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path / "s"), "{caption}, as a zwx mosaic"))
+    assert default_region_tasks(model) == ()
+    assert region_mode(None, "color", default_region_tasks(model)) == "full"
+    assert region_mode("auto", "color", default_region_tasks(model)) == "auto"

@@ -114,3 +114,19 @@ def test_lora_stage_refuses_a_store_and_a_codec_of_other_channels(parts, tmp_pat
     assert main(["train", "style-lora", "--config", recipe(parts, tmp_path, "style", unet_path=str(wide)), *out]) == 1
     assert "16-channel" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("kind", ["style", "subject"])
+def test_lora_stage_draws_its_backbones_world(parts, tmp_path, kind):
+    """``stage.world`` sets the world of the training frames (a backbone of the 20 px world learns the
+    token on that world's frames), not the preset's."""
+    from evedit.training.stages.lora import StyleLoRAStage, SubjectLoRAStage
+
+    world = {"small_px": 20.0, "large_px": 24.0}
+    cls = StyleLoRAStage if kind == "style" else SubjectLoRAStage
+    section = OmegaConf.to_container(OmegaConf.load(recipe(parts, tmp_path, kind, world=world)).stage, resolve=True)
+    stage, preset = cls.from_config(section), cls.from_config({**section, "world": {}})
+    drawn, plain = stage.dataset("val"), preset.dataset("val")
+    assert (drawn.config.small_px, drawn.config.large_px) == (20.0, 24.0)
+    assert (plain.config.small_px, plain.config.large_px) != (20.0, 24.0)
+    assert not torch.equal(drawn[0]["image"], plain[0]["image"])  # same seed, larger objects

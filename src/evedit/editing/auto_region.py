@@ -78,6 +78,16 @@ def estimate_region(model, cond: Conditioning, null_text: torch.Tensor, latents:
     return grow(threshold_map(total / len(noises), threshold), dilate)
 
 
+def default_region_tasks(model) -> tuple[str, ...]:
+    """The tasks whose edits default to ``--region auto``: the model's ``spec.region_tasks``, and none
+    for a model holding a style LoRA. Decided here (the paper edits whole frames; the region is
+    evedit's): a style restyles every pixel, and the found region would keep the style to the edited
+    object (on ShapeWorld a styled colour edit then showed the mosaic on the object alone). A subject
+    LoRA keeps the region: the subject takes one object's place."""
+    token = getattr(model, "token_lora", None)
+    return () if token is not None and token.kind == "style" else tuple(model.spec.region_tasks)
+
+
 def region_mode(asked: str | None, task: str | None, region_tasks) -> str:
     """``--region`` resolved: what the user asked, else "auto" for the model's ``region_tasks``."""
     if asked is not None:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..errors import EveditError
 from ..io.stream import open_video
 from ..models import PRESETS, Conditioning, EVEModel, load_pretrained
-from .auto_region import region_mode
+from .auto_region import default_region_tasks, region_mode
 from .conditioning import encode_texts, load_classifier, resolve_task, token_caption
 from .editors import EDITOR_FUNCTIONS
 from .frames import load_frames
@@ -173,7 +173,7 @@ class EditStream:
             raise EveditError("--region auto and --mask both say where to edit; give one of them.")
         # the region resolved for this edit's task: "full" under a mask (the mask is the region)
         self.opts = opts = replace(opts, region="full" if masks is not None else region_mode(
-            opts.region, self.task, model.spec.region_tasks))
+            opts.region, self.task, default_region_tasks(model)))
         self.cond = Conditioning(caption=caption, instruction=instr, task=label, token_caption=triggered)
         self.null, self.editor = null, EDITOR_FUNCTIONS[opts.editor]
         self.frames = itertools.islice(frames, 0, None, opts.stride)

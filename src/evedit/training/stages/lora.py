@@ -34,7 +34,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...errors import EveditError
 from ...models.lora import add_lora, lora_disabled, lora_modules, save_lora
 from ...models.token_lora import PASS_STEPS, PASS_STRENGTH, TOKEN_SCALE
-from ...world import SPLITS
+from ...world import SPLITS, WorldConfig
 from ...world.datasets import image_tensor
 from ...world.groups import (STYLE_TOKEN, SUBJECT_TOKEN, StyleDataset, SubjectDataset, style_score, subject_edit,
                              subject_phrase, subject_score)
@@ -60,6 +60,9 @@ class LoRAStageConfig:
     guidance: float = 4.0
     seed: int = 0
     snr_gamma: float = 0.0
+    # ShapeWorld settings of the frames (the backbone's world, e.g. {small_px: 20, large_px: 24} for
+    # 0.4.14's); {}: the preset. Training, validation and the subject score's edits are drawn in it.
+    world: dict = field(default_factory=dict)
 
 
 class _LoRAStage(T2IStage):
@@ -84,6 +87,10 @@ class _LoRAStage(T2IStage):
         self.schedule = NoiseSchedule()
         self._val: dict | None = None
 
+    def world_config(self) -> WorldConfig:
+        """The world the ShapeWorld frames are drawn in (``stage.world``; the preset when unset)."""
+        return WorldConfig(**self.config.world)
+
     @classmethod
     def from_config(cls, data: dict) -> "_LoRAStage":
         return cls(structured(LoRAStageConfig, data, f"stage section for '{cls.name}'"))
@@ -99,7 +106,7 @@ class _LoRAStage(T2IStage):
         if d.kind == "shapeworld":
             train = split == "train"
             return self.world(split, length=d.train_items if train else d.val_items,
-                              prior_prob=self.config.prior_prob if train else 0.0)
+                              prior_prob=self.config.prior_prob if train else 0.0, config=self.world_config())
         return image_caption_dataset(d, split)
 
     def export(self, folder: Path) -> None:
@@ -107,7 +114,7 @@ class _LoRAStage(T2IStage):
         save_lora(self.unet, folder, adapter=self.adapter, file=f"{self.adapter}_lora.safetensors")
         info = {"adapter": self.adapter, "rank": self.config.rank,
                 "alpha": self.config.alpha if self.config.alpha is not None else self.config.rank,
-                "token": self.token, "unet_path": self.config.unet_path}
+                "token": self.token, "unet_path": self.config.unet_path, "world": dict(self.config.world)}
         (folder / "lora.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -157,7 +164,8 @@ class SubjectLoRAStage(_LoRAStage):
         if self.config.data.kind != "shapeworld":
             return out
         start, stop = SPLITS["val"]
-        edits = [subject_edit(seed) for seed in range(start, min(stop, start + self.config.eval_items))]
+        world = self.world_config()
+        edits = [subject_edit(seed, world) for seed in range(start, min(stop, start + self.config.eval_items))]
         frames = torch.stack([image_tensor(e.edited_clip[0]) for e in edits])
 
         def score() -> float:
