@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ...diffusion import ddim_sample, ddim_timesteps
-from ...editing.auto_region import SAMPLES, estimate_region
+from ...editing.auto_region import SAMPLES, default_region_tasks, estimate_region
 from ...editing.editors import blend_region
 from ...errors import EveditError
 from ...models import Conditioning, EVEModel
@@ -174,10 +174,12 @@ def kept_sample(fn, noise: torch.Tensor, timesteps: list[int], schedule, region:
 def edit_region(model: EVEModel, ab: AlignBatch, seeds: list[int]) -> torch.Tensor:
     """``align_region``: each item's edit region ``(B, 1, F, h, w)`` as ``--region auto`` finds it (the
     edit adapter's text direction, :func:`evedit.editing.auto_region.estimate_region`), on the model's
-    ``spec.region_tasks``; every cell of the other tasks' items (they edit whole frames)."""
+    region tasks (:func:`~evedit.editing.auto_region.default_region_tasks`); every cell of the other
+    tasks' items (they edit whole frames)."""
     noises = [_noise(ab.source.shape, [s + 7919 * (j + 1) for s in seeds], ab.source.device) for j in range(SAMPLES)]
     region = estimate_region(model, ab.edit_cond(), ab.null, ab.source, noises)
-    local = torch.tensor([model.spec.tasks[int(t)] in model.spec.region_tasks for t in ab.task],
+    region_tasks = default_region_tasks(model)  # none for a styled model, as EVE samples it
+    local = torch.tensor([model.spec.tasks[int(t)] in region_tasks for t in ab.task],
                          device=region.device).view(-1, 1, 1, 1, 1)
     return torch.where(local, region, torch.ones_like(region))
 
