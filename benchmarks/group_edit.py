@@ -2,9 +2,10 @@
 subject group against attaching the adapters without alignment and against editing first, then
 passing the result through the style or subject teacher.
 
-On ``--clips`` test-split examples, rendered in the shipped model's world (``--shipped``'s
-``spec.world``), ShapeWorld renders the truth exactly; every method edits from
-the instruction alone (the task from the task classifier, as ``evedit edit`` does), 8 frames:
+On ``--clips`` examples of the test split (``--split val`` for choosing a recipe), rendered in the
+shipped model's world (``--shipped``'s ``spec.world``), ShapeWorld renders the truth exactly; every
+method edits from the instruction alone (the task from the task classifier, as ``evedit edit``
+does), 8 frames:
 
 - ``--group style`` (the zwx mosaic, :func:`evedit.world.groups.mosaic`): examples of ``--task``;
   PSNR against the edited clip as a mosaic, colour accuracy (colour task: the edited object's mean
@@ -17,7 +18,9 @@ the instruction alone (the task from the task classifier, as ``evedit edit`` doe
   :mod:`evedit.eval.accuracy`) and the subject score (the star's ring pattern where it belongs, 1
   for the exact star, :func:`evedit.world.groups.subject_score`).
 
-Methods: ``aligned`` (EVE on the group's aligned model, ``--aligned``), ``unaligned`` (the teachers
+Methods: ``aligned`` (EVE on the group's aligned model, ``--aligned``), ``student-0`` (the same
+model and sampler with its alignment LoRA off, ``lora_scale`` 0: FDD's starting point, the
+adapters unaligned as EVE samples them), ``unaligned`` (the teachers
 with the LoRA attached and no alignment LoRA, run by the plug-and-play editor: the issue's (a)),
 ``eve+lora`` (the shipped EVE, aligned for edit + video only, with the LoRA attached), ``two-pass``
 (the shipped EVE's edit, then each frame through the LoRA's teacher,
@@ -52,7 +55,7 @@ from evedit.world import SPLITS, WorldConfig, make_example
 from evedit.world import groups
 from evedit.world.groups import TILE, mosaic, style_score, subject_edit, subject_score
 
-METHODS = ("aligned", "unaligned", "eve+lora", "two-pass", "truth-pass", "codec")
+METHODS = ("aligned", "student-0", "unaligned", "eve+lora", "two-pass", "truth-pass", "codec")
 DEFAULT_RING = groups.RING_WIDTH  # the world's sks star, before --ring-width changes it
 RESULTS = {"style": "stylized_edit.md", "subject": "subject_edit.md"}
 TITLES = {"style": "# Stylized editing: the aligned style group against its baselines\n\n",
@@ -135,6 +138,8 @@ def main() -> None:
     ap.add_argument("--lora", required=True, help="the style or subject LoRA (a style-lora or subject-lora export)")
     ap.add_argument("--task", default="color", help="style group: the edit task of the examples")
     ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="where the clips come from: choose recipes on val, report on test")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--ring-width", type=int, default=groups.RING_WIDTH,
                     help="subject group: the sks star's ring width in px (a world-parameter probe; the "
@@ -149,10 +154,10 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if set(methods) - set(METHODS):
         ap.error(f"unknown methods {sorted(set(methods) - set(METHODS))}; choose from {', '.join(METHODS)}")
-    if "aligned" in methods and not args.aligned:
-        ap.error("the aligned method needs --aligned")
+    if {"aligned", "student-0"} & set(methods) and not args.aligned:
+        ap.error("the aligned and student-0 methods need --aligned")
     work = Path(args.work) / args.group
-    pipes = {"aligned": EditPipeline.from_pretrained(args.aligned) if "aligned" in methods else None,
+    pipes = {"aligned": EditPipeline.from_pretrained(args.aligned) if args.aligned else None,
              "unaligned": EditPipeline.from_pretrained(with_lora(args.teachers, args.lora, args.group, work / f"unaligned-{_key(args.lora)}"))
              if "unaligned" in methods else None,
              "eve+lora": EditPipeline.from_pretrained(with_lora(args.shipped, args.lora, args.group,
@@ -162,7 +167,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     samples = []
     for i in range(args.clips):
-        item, seed = Item(args.group, SPLITS["test"][0] + i, args.task, world), i
+        item, seed = Item(args.group, SPLITS[args.split][0] + i, args.task, world), i
         outs = run_methods(methods, pipes, plain, item, seed)
         for name in rows:
             rows[name].append(item.score(np.asarray(outs[name])))
@@ -183,6 +188,9 @@ def run_methods(methods: list[str], pipes: dict, plain: EditPipeline, item: Item
     """Each method's 8 frames (uint8) for ``item``."""
     outs = {name: pipes[name](item.clip, item.instruction, editor="eve", seed=seed, progress=False).frames
             for name in ("aligned", "eve+lora") if name in methods}
+    if "student-0" in methods:
+        outs["student-0"] = pipes["aligned"](item.clip, item.instruction, editor="eve", seed=seed, lora_scale=0.0,
+                                             progress=False).frames
     if "unaligned" in methods:
         outs["unaligned"] = pipes["unaligned"](item.clip, item.instruction, editor="plug-and-play", seed=seed,
                                                steps=20, progress=False).frames
@@ -200,11 +208,11 @@ def report(rows: dict[str, list[dict]], args) -> list[str]:
     what = f"the {args.task} task" if args.group == "style" else "the subject edit"
     truth, acc, token = (("the mosaic truth", "colour accuracy", "style score") if args.group == "style"
                          else ("the exact result", "edit accuracy", "subject score"))
-    lines = [f"## {date.today()}, {platform.machine()}: {args.clips} test clips of {what}", "",
+    lines = [f"## {date.today()}, {platform.machine()}: {args.clips} {args.split} clips of {what}", "",
              f"Command: `python benchmarks/group_edit.py --group {args.group} "
-             + (f"--aligned {args.aligned} " if "aligned" in rows else "") +
+             + (f"--aligned {args.aligned} " if args.aligned else "") +
              f"--teachers {args.teachers} --lora {args.lora}"
-             + (f" --task {args.task}" if args.group == "style" else "") + f" --clips {args.clips}"
+             + (f" --task {args.task}" if args.group == "style" else "") + f" --clips {args.clips}" + (f" --split {args.split}" if args.split != "test" else "")
              + (f" --methods {','.join(rows)}" if list(rows) != list(METHODS) else "")
              + (f" --ring-width {args.ring_width}" if args.group == "subject" and args.ring_width != DEFAULT_RING else "") + "`", "",
              f"| method | PSNR vs {truth} (dB) | {acc} | {token} |", "|---|---:|---:|---:|"]
