@@ -154,10 +154,11 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if set(methods) - set(METHODS):
         ap.error(f"unknown methods {sorted(set(methods) - set(METHODS))}; choose from {', '.join(METHODS)}")
-    if {"aligned", "student-0"} & set(methods) and not args.aligned:
+    use_aligned = bool({"aligned", "student-0"} & set(methods))
+    if use_aligned and not args.aligned:
         ap.error("the aligned and student-0 methods need --aligned")
     work = Path(args.work) / args.group
-    pipes = {"aligned": EditPipeline.from_pretrained(args.aligned) if args.aligned else None,
+    pipes = {"aligned": EditPipeline.from_pretrained(args.aligned) if use_aligned else None,
              "unaligned": EditPipeline.from_pretrained(with_lora(args.teachers, args.lora, args.group, work / f"unaligned-{_key(args.lora)}"))
              if "unaligned" in methods else None,
              "eve+lora": EditPipeline.from_pretrained(with_lora(args.shipped, args.lora, args.group,
@@ -210,7 +211,7 @@ def report(rows: dict[str, list[dict]], args) -> list[str]:
                          else ("the exact result", "edit accuracy", "subject score"))
     lines = [f"## {date.today()}, {platform.machine()}: {args.clips} {args.split} clips of {what}", "",
              f"Command: `python benchmarks/group_edit.py --group {args.group} "
-             + (f"--aligned {args.aligned} " if args.aligned else "") +
+             + (f"--aligned {args.aligned} " if {"aligned", "student-0"} & set(rows) else "") +
              f"--teachers {args.teachers} --lora {args.lora}"
              + (f" --task {args.task}" if args.group == "style" else "") + f" --clips {args.clips}" + (f" --split {args.split}" if args.split != "test" else "")
              + (f" --methods {','.join(rows)}" if list(rows) != list(METHODS) else "")
