@@ -142,6 +142,44 @@ def test_the_style_teacher_can_read_the_output_caption(minilm, tmp_path):
     assert (tmp_path / "run" / "model" / "style_lora").is_dir()
 
 
+def test_the_edit_teacher_on_the_style_backbone(minilm, tmp_path):
+    """``edit_teacher_token``: the edit adapter's residuals into the style LoRA's backbone (equal to the
+    plain edit teacher once that LoRA is zero); its SDS term and critic's reals use it, the first frame
+    stays the plain edit teacher's; a config without a style or subject teacher is refused."""
+    from torch.utils.data import default_collate
+
+    from evedit.training.fdd.teachers import TeacherBank, edit_teacher_generate, encode_batch
+    from evedit.world import TASKS, AlignmentDataset
+
+    model = tiny_model(text_encoder=minilm, num_tasks=len(TASKS))
+    x, t, cond = inputs()
+    with pytest.raises(ValueError, match="needs a style or subject LoRA"):
+        model.denoiser("edit-token")
+    attach_token_lora(model, read_token_lora(style_folder(model, tmp_path / "style"), "{caption}, as a zwx mosaic"))
+    plain, styled = model.denoiser("edit")(x, t, cond), model.denoiser("edit-token")(x, t, cond)
+    assert styled.shape == plain.shape and not torch.allclose(styled, plain)
+    for name, p in model.token_unet.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.zeros_(p)
+    assert torch.allclose(model.denoiser("edit-token")(x, t, cond), plain, atol=1e-6)
+    attach_token_lora(model, read_token_lora(tmp_path / "style", "{caption}, as a zwx mosaic"))  # non-zero again
+    cfg = FDDConfig(**{**TINY, "teachers": {"edit": 0.5, "style": 0.5}}, edit_teacher_token=True,
+                    token_lora=str(tmp_path / "style"), out=str(tmp_path / "run"))
+    data = AlignmentDataset("val", 2, config=None)
+    ab = encode_batch(model, default_collate([data[0], data[1]]))
+    bank = TeacherBank(model, cfg)
+    filled = bank.fill(ab, [0, 1], 0, with_reals=True)
+    seeds = bank._seeds([0, 1], 0, 0)
+    assert torch.allclose(filled.edit_real, edit_teacher_generate(model, ab, cfg, seeds, styled=True))
+    plain_first = edit_teacher_generate(model, ab, cfg, seeds, slice(0, 1))[:, :, 0]
+    assert not torch.allclose(filled.edit_real[:, :, 0], plain_first)
+    align(cfg, teacher=model, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"sds_edit", "g_edit", "d_edit", "sds_style"} <= set(logs[-1])
+    with pytest.raises(EveditError, match="edit_teacher_token needs a style or subject teacher"):
+        replace(cfg, teachers={"edit": 0.5, "video": 0.5}).effective()
+
+
 def test_the_style_teacher_needs_a_style_lora(tmp_path, capsys):
     import yaml
 

@@ -7,7 +7,7 @@ boundaries are ``uint8`` numpy arrays shaped ``(F, H, W, 3)``.
 first use so that ``import evedit`` (and the command line's start) does not import torch.
 """
 
-__version__ = "0.4.20"
+__version__ = "0.4.21"
 
 __all__ = ["EditPipeline", "EditResult", "__version__"]
 

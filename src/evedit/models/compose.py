@@ -144,12 +144,14 @@ class EVEModel(nn.Module):
 
     def denoiser(self, name: str) -> "Denoiser":
         kinds = {"edit": EditTeacher, "video": VideoTeacher, "pnp": PlugAndPlay, "student": Student,
-                 "style": TokenTeacher, "subject": TokenTeacher, "pnp-token": TokenPlugAndPlay}
+                 "style": TokenTeacher, "subject": TokenTeacher, "pnp-token": TokenPlugAndPlay,
+                 "edit-token": TokenEditTeacher}
         if name not in kinds:
             raise ValueError(f"unknown denoiser {name!r}; choose from {sorted(kinds)}")
-        if kinds[name] in (TokenTeacher, TokenPlugAndPlay) and (
-                self.token_lora is None or name != "pnp-token" and self.token_lora.kind != name):
-            raise ValueError(f"the {name!r} denoiser needs a {'style or subject' if name == 'pnp-token' else name} "
+        either = name in ("pnp-token", "edit-token")  # take the model's style or subject LoRA, whichever
+        if kinds[name] in (TokenTeacher, TokenPlugAndPlay, TokenEditTeacher) and (
+                self.token_lora is None or not either and self.token_lora.kind != name):
+            raise ValueError(f"the {name!r} denoiser needs a {'style or subject' if either else name} "
                              "LoRA on the model (evedit.models.token_lora.attach_token_lora)")
         return kinds[name](self)
 
@@ -185,17 +187,30 @@ def image_edit_forward(unet, edit_adapter: EditAdapter, x, t, caption, instructi
 class EditTeacher(Denoiser):
     """Backbone + edit adapter; each frame edited independently (frames as a batch)."""
 
+    def backbone(self):
+        return self.model.unet
+
     def forward(self, x, t, cond):
-        m, frames = self.model, x.shape[2]
+        m, frames, unet = self.model, x.shape[2], self.backbone()
         flat = rearrange(x, "b c f h w -> (b f) c h w")
         t_flat = _per_frame(t, frames)
         down, mid, features = m.edit_residuals(flat, t_flat, cond, frames)
-        with added_to_input(m.unet, features):
-            out = m.unet(
+        with added_to_input(unet, features):
+            out = unet(
                 flat, t_flat, _per_frame(cond.caption, frames),
                 down_block_additional_residuals=down, mid_block_additional_residual=mid,
             ).sample
         return rearrange(out, "(b f) c h w -> b c f h w", f=frames)
+
+
+class TokenEditTeacher(EditTeacher):
+    """The edit teacher on the style or subject teacher's backbone (backbone + its LoRA): the edit
+    adapter's residuals into ``model.token_unet``, caption-conditioned as that teacher is (the
+    caption should carry the LoRA's trigger). FDD's ``edit_teacher_token`` option scores the
+    student with it."""
+
+    def backbone(self):
+        return self.model.token_unet
 
 
 class VideoTeacher(Denoiser):

@@ -77,6 +77,13 @@ class FDDConfig:
     #   item's output caption with the trigger (training only; needs caption text: ShapeWorld or
     #   manifest data, not an encoded store). As a stylizer it keeps 12.9 dB of the exact mosaic told
     #   the scene against 11.4 on the trigger alone (benchmarks/results/stylized_edit.md).
+    edit_teacher_token: bool = False  # with a style or subject LoRA: the edit teacher's SDS term and its
+    #   critic's reals come from the edit adapter on that LoRA's backbone (models.compose.TokenEditTeacher),
+    #   reading the student's caption with the trigger; the first frame stays the plain edit teacher's.
+    #   Not in the paper (its teachers are one adapter each): the plain edit teacher pulls a styled output
+    #   toward a plain frame 5-11x harder than toward the edit (benchmarks/group_term_probe.py). Measured:
+    #   the style group keeps its mosaic to the run's end with it (test style 0.598 against 0.342, +0.18
+    #   dB); the subject group gains the star's colours and loses 0.47 dB (benchmarks/results/*_edit.md).
     token_scale: float = 2.0  # style/subject teacher's caption CFG (SDS, reals, the first frame's pass);
     #   evedit.models.token_lora.TOKEN_SCALE: 4.0 redraws the content (benchmarks/results/stylized_edit.md)
     # --- adversarial ---
@@ -127,6 +134,8 @@ class FDDConfig:
                               "holds one style or subject LoRA.")
         if self.token_teacher_caption not in ("trigger", "output"):
             raise EveditError(f"token_teacher_caption must be 'trigger' or 'output', got {self.token_teacher_caption!r}.")
+        if self.edit_teacher_token and self.token_teacher_kind is None:
+            raise EveditError("edit_teacher_token needs a style or subject teacher among the teachers.")
         if self.video_teacher_caption not in ("routing", "output"):
             raise EveditError(f"video_teacher_caption must be 'routing' or 'output', got {self.video_teacher_caption!r}.")
         if not 1.0 <= float(self.student_guidance) <= MAX_GUIDANCE:  # ModelSpec.student_guidance's range

@@ -28,7 +28,7 @@ from ...losses import hinge_d_loss, hinge_g_loss, r1_penalty, sds_loss, sds_weig
 from ...models import EVEModel
 from ...models.guided import edit_teacher_guided, text_guided
 from .config import FDDConfig
-from .teachers import AlignBatch, kept_sample
+from .teachers import AlignBatch, edit_teacher, kept_sample
 
 
 @dataclass
@@ -110,7 +110,8 @@ def sds_term(state: FDDState, x0: torch.Tensor, teacher_fn) -> torch.Tensor:
 
 
 def edit_sds(state: FDDState, ab: AlignBatch, x0: torch.Tensor) -> torch.Tensor:
-    teacher, cond, c = state.teacher.denoiser("edit"), ab.edit_cond(), state.cfg
+    c = state.cfg
+    teacher, cond = edit_teacher(state.teacher, ab, c.edit_teacher_token)
     return sds_term(state, x0, lambda x, t: edit_teacher_guided(
         teacher, x, t, cond, ab.null, c.edit_image_scale, c.edit_text_scale))
 

@@ -184,15 +184,22 @@ def edit_region(model: EVEModel, ab: AlignBatch, seeds: list[int]) -> torch.Tens
     return torch.where(local, region, torch.ones_like(region))
 
 
+def edit_teacher(model: EVEModel, ab: AlignBatch, styled: bool = False):
+    """The edit teacher and its conditioning: ``styled`` (``FDDConfig.edit_teacher_token``), the edit
+    adapter on the style or subject LoRA's backbone reading the student's caption with the trigger."""
+    if styled:
+        return model.denoiser("edit-token"), ab.edit_cond().replace(caption=ab.token_caption)
+    return model.denoiser("edit"), ab.edit_cond()
+
+
 @torch.no_grad()
 def edit_teacher_generate(model: EVEModel, ab: AlignBatch, cfg: FDDConfig, seeds: list[int],
-                          frames: slice = slice(None)) -> torch.Tensor:
-    """Per-frame edits from noise by the edit teacher (ip2p dual guidance, DDIM), kept to
-    ``ab.region`` when it is set."""
-    cond = ab.edit_cond()
+                          frames: slice = slice(None), styled: bool = False) -> torch.Tensor:
+    """Per-frame edits from noise by the edit teacher (ip2p dual guidance, DDIM; ``styled``: see
+    :func:`edit_teacher`), kept to ``ab.region`` when it is set."""
+    teacher, cond = edit_teacher(model, ab, styled)
     cond = cond.replace(source=cond.source[:, :, frames])
     shape = cond.source.shape[:1] + (model.unet.config.in_channels,) + cond.source.shape[2:]
-    teacher = model.denoiser("edit")
 
     def fn(x, t):
         return edit_teacher_guided(teacher, x, t, cond, ab.null, cfg.edit_image_scale, cfg.edit_text_scale)
@@ -266,10 +273,13 @@ class TeacherBank:
 
     def _generate(self, ab: AlignBatch, keys, slot: int, with_reals: bool) -> None:
         indices = [k[0] for k in keys]
-        frames = slice(None) if with_reals else slice(0, 1)
+        styled = self.cfg.edit_teacher_token  # then the reals come from the styled edit teacher
+        frames = slice(None) if with_reals and not styled else slice(0, 1)
         if self.cfg.align_region:
             ab.region = self._regions(ab, indices)
         edits = edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), frames)
+        reals = (edit_teacher_generate(self.model, ab, self.cfg, self._seeds(indices, slot, 0), styled=True)
+                 if with_reals and styled else edits)
         ab.first_frame = edits[:, :, 0]
         if self.model.token_lora is not None:  # a style/subject group's first frame: edited, then passed
             noise = _noise(edits[:, :, :1].shape, self._seeds(indices, slot, 3), edits.device)
@@ -281,7 +291,7 @@ class TeacherBank:
         for j, key in enumerate(keys):
             entry = {"first_frame": ab.first_frame[j].cpu()}
             if with_reals:
-                entry["edit_real"] = edits[j].cpu()
+                entry["edit_real"] = reals[j].cpu()
             if video is not None:
                 entry["video_real"] = video[j].cpu()
             if triggered is not None:
