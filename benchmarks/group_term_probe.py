@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from evedit.losses import sds_weight
 from evedit.models.codec import encode_video
@@ -40,32 +41,30 @@ from evedit.training.fdd.run import build_state
 from evedit.training.fdd.teachers import encode_batch, with_teacher_caption
 from evedit.world import SPLITS, make_example
 from evedit.world.datasets import clip_tensor
-from evedit.world.edits import task_label
-from evedit.world.groups import mosaic, subject_edit
+from evedit.world.datasets import AlignmentDataset
+from evedit.world.groups import SubjectEditDataset, mosaic, subject_edit
 from evedit.world.render import render_clip
 
 
 def items(group: str, n: int, world) -> tuple[dict, list, list, list, list]:
-    """The batch and the clips ``(token_at, token_from, edit_at, edit_to)``: the token push is
-    measured at ``token_at`` along ``token_at - token_from``, the edit push at ``edit_at`` along
-    ``edit_to - edit_at``."""
+    """The collated alignment batch (the datasets' own fields) and the clips ``(token_at,
+    token_from, edit_at, edit_to)``: the token push is measured at ``token_at`` along
+    ``token_at - token_from``, the edit push at ``edit_at`` along ``edit_to - edit_at``."""
     if group == "style":
         exs = [make_example(SPLITS["val"][0] + i, "color", world) for i in range(n)]
-        batch = {"clip": [ex.clip for ex in exs], "instruction": [ex.edit.instruction for ex in exs],
-                 "output_caption": [ex.edit.output_caption for ex in exs], "task": [ex.edit.label for ex in exs]}
+        batch = default_collate([AlignmentDataset("val", n, world).fields(ex) for ex in exs])
         return (batch, [mosaic(ex.edited_clip) for ex in exs], [ex.edited_clip for ex in exs],
                 [mosaic(ex.clip) for ex in exs], [mosaic(ex.edited_clip) for ex in exs])
-    edits = [subject_edit(SPLITS["val"][0] + i, world) for i in range(n)]
-    batch = {"clip": [e.example.clip for e in edits], "instruction": [e.instruction for e in edits],
-             "output_caption": [e.output_caption for e in edits], "task": [task_label(e.task) for e in edits]}
+    view = SubjectEditDataset("val", n, world)
+    edits = [subject_edit(view.seed_of(i), world) for i in range(n)]
     plain = []
     for e in edits:
         ex, k = e.example, e.example.edit.target
         scene = replace(ex.scene, objects=[replace(o, shape="star") if j == k else o
                                            for j, o in enumerate(ex.scene.objects)])
         plain.append(render_clip(scene, ex.config.frames, ex.config.size))
-    return (batch, [e.edited_clip for e in edits], plain, [e.example.clip for e in edits],
-            [e.edited_clip for e in edits])
+    return (default_collate([view[i] for i in range(n)]), [e.edited_clip for e in edits], plain,
+            [e.example.clip for e in edits], [e.edited_clip for e in edits])
 
 
 def latents(model, clips) -> torch.Tensor:
@@ -111,7 +110,6 @@ def main() -> None:
     model = build_state(cfg).teacher
     group = model.token_lora.kind
     batch, token_at, token_from, edit_at, edit_to = items(group, args.clips, model.spec.world_config())
-    batch = {**batch, "clip": torch.stack([clip_tensor(c) for c in batch["clip"]]), "task": torch.tensor(batch["task"])}
     ab = encode_batch(model, batch, cfg.video_teacher_caption)
     ab = with_teacher_caption(model, ab, batch) if cfg.token_teacher_caption == "output" else ab
     x_token, x_edit = latents(model, token_at), latents(model, edit_at)
